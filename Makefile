@@ -1,0 +1,28 @@
+# The two commands of the README:
+#   make demo   solve a bundle-adjustment problem (an embedded default when FILE is not given)
+#   make test   run the whole test suite (the real BAL files come from SPARSELM_DATA)
+# Both install what they need first (scripts/setup.sh is idempotent).
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+FILE   ?=
+ARGS   ?=
+SPARSELM_DATA ?= $(abspath ../shared/bal)
+export SPARSELM_DATA
+
+.PHONY: setup demo test bench clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/sparselm solve $(FILE) $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+bench: setup
+	$(PY) benchmarks/run_all.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

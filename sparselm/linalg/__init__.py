@@ -1,0 +1,8 @@
+"""Linear solvers for the damped normal equations; see :mod:`sparselm.linalg.base`."""
+from sparselm.linalg.base import LinearSolution, LinearSolver, LinearSolverOptions
+from sparselm.linalg.dense import DenseNormalCholesky
+from sparselm.linalg.sparse_normal import SparseNormalCholesky
+
+SOLVERS = {cls.name: cls for cls in (DenseNormalCholesky, SparseNormalCholesky)}
+
+__all__ = ["LinearSolution", "LinearSolver", "LinearSolverOptions", "SOLVERS"]

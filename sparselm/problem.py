@@ -1,0 +1,305 @@
+"""The problem model: parameter groups, residual groups, weighting and robust losses. No numerics.
+
+A :class:`Problem` minimises
+
+    cost(x) = 1/2 * sum_i rho_i( r_i(x)^T Sigma_i^-1 r_i(x) )
+
+over stacked parameter blocks. A *parameter group* holds many blocks of one size (all cameras as
+an (n, 9) array); a *residual group* holds many instances of one :class:`ResidualType`, with an
+index array saying which block of which group each instance touches in each slot.
+
+Sigma (covariance) is block-diagonal, one m x m block per residual instance, given as a scalar
+sigma for the whole group, a per-instance vector of sigmas, or full (n, m, m) covariance or
+information matrices. It is stored as a square-root information matrix A_i with
+A_i^T A_i = Sigma_i^-1 (A_i = C_i^-1 for the Cholesky factor Sigma_i = C_i C_i^T), so that the
+evaluator whitens r'_i = A_i r_i and J'_i = A_i J_i and everything downstream is ordinary least
+squares.
+
+Every input is validated here, with a message naming the group and the offending entry, before any
+numba code sees it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from sparselm.loss import Loss, make_loss
+from sparselm.residuals.base import ResidualType
+
+
+def _float_array(name: str, values, ndim: int) -> np.ndarray:
+    """Convert to a C-contiguous float64 array of the given ndim, or raise a ValueError naming it."""
+    try:
+        arr = np.asarray(values)
+    except Exception as exc:  # pragma: no cover - exotic inputs
+        raise ValueError(f"{name}: cannot be converted to an array ({exc})") from None
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+        raise ValueError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        raise ValueError(f"{name}: non-finite value {arr[tuple(where)]} at index {tuple(int(w) for w in where)}")
+    return arr
+
+
+def _index_array(name: str, values, n_blocks: int) -> np.ndarray:
+    """Convert to an int64 vector of block indices in [0, n_blocks), or raise naming the entry."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D index array, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            i = int(np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))[0])
+            raise ValueError(f"{name}: entry {i} is not an integer ({arr[i]})")
+    elif arr.size and arr.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = (arr < 0) | (arr >= n_blocks)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}: entry {i} = {arr[i]} is out of range [0, {n_blocks})")
+    return arr
+
+
+@dataclass
+class ParameterGroup:
+    """Many parameter blocks of one size, stacked as rows of ``values`` (n_blocks, block_size).
+
+    constant              (n_blocks,) bool: blocks held fixed.
+    constant_coordinates  (block_size,) bool: coordinates held fixed in every block (e.g. intrinsics).
+    eliminate             True for groups a Schur solver eliminates first (BA: the points).
+    """
+
+    name: str
+    values: np.ndarray
+    constant: np.ndarray
+    constant_coordinates: np.ndarray
+    eliminate: bool = False
+
+    @property
+    def n_blocks(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def block_size(self) -> int:
+        return self.values.shape[1]
+
+
+@dataclass
+class ResidualGroup:
+    """Many instances of one residual type.
+
+    groups           name of the parameter group each slot refers to.
+    index            (n, n_slots) int64 block indices.
+    data             (n, data_size) float64 per-instance constants.
+    sqrt_information None (identity), a scalar, an (n,) vector (1/sigma per instance),
+                     or an (n, m, m) array A_i with A_i^T A_i = Sigma_i^-1.
+    loss             robust loss applied to the squared whitened residual norm.
+    """
+
+    name: str
+    residual_type: ResidualType
+    groups: Tuple[str, ...]
+    index: np.ndarray
+    data: np.ndarray
+    sqrt_information: Optional[object]
+    loss: Loss
+
+    @property
+    def n_instances(self) -> int:
+        return self.index.shape[0]
+
+    @property
+    def residual_size(self) -> int:
+        return self.residual_type.residual_size
+
+
+def sqrt_information_from(name: str, n: int, m: int, sigma=None, covariance=None, information=None):
+    """Turn one of sigma / covariance / information into the stored square-root information.
+
+    sigma        scalar or (n,) standard deviations (pixels, metres, ... in residual units).
+    covariance   (m, m) or (n, m, m) SPD matrices Sigma_i.
+    information  (m, m) or (n, m, m) SPD matrices Sigma_i^-1.
+    Returns None, a float, an (n,) vector or an (n, m, m) array (see ResidualGroup).
+    """
+    given = [k for k, v in (("sigma", sigma), ("covariance", covariance), ("information", information)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"residual group {name!r}: give at most one of sigma, covariance, information (got {', '.join(given)})")
+    if not given:
+        return None
+    if sigma is not None:
+        s = np.asarray(sigma, dtype=np.float64)
+        if s.ndim == 0:
+            if not np.isfinite(s) or s <= 0:
+                raise ValueError(f"residual group {name!r}: sigma must be a positive finite number, got {float(s)}")
+            return 1.0 / float(s)
+        if s.shape != (n,):
+            raise ValueError(f"residual group {name!r}: sigma must be a scalar or shape ({n},), got {s.shape}")
+        bad = ~np.isfinite(s) | (s <= 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"residual group {name!r}: sigma[{i}] = {s[i]} is not a positive finite number")
+        return np.ascontiguousarray(1.0 / s)
+    kind = "covariance" if covariance is not None else "information"
+    mats = _float_array(f"residual group {name!r}: {kind}", covariance if covariance is not None else information,
+                        np.asarray(covariance if covariance is not None else information).ndim)
+    if mats.ndim == 2:
+        mats = np.broadcast_to(mats, (n, m, m))
+    if mats.shape != (n, m, m):
+        raise ValueError(f"residual group {name!r}: {kind} must have shape ({m}, {m}) or ({n}, {m}, {m}), got {mats.shape}")
+    asym = np.abs(mats - np.swapaxes(mats, 1, 2)).max(axis=(1, 2)) > 1e-10 * (1.0 + np.abs(mats).max(axis=(1, 2)))
+    if asym.any():
+        i = int(np.flatnonzero(asym)[0])
+        raise ValueError(f"residual group {name!r}: {kind}[{i}] is not symmetric")
+    eig_min = np.linalg.eigvalsh(mats)[:, 0]
+    bad = eig_min <= 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"residual group {name!r}: {kind}[{i}] is not positive definite (smallest eigenvalue {eig_min[i]:.3g})")
+    chol = np.linalg.cholesky(mats)  # mats = C C^T, C lower
+    if kind == "covariance":
+        # Sigma = C C^T  =>  Sigma^-1 = C^-T C^-1, so A = C^-1.
+        eye = np.broadcast_to(np.eye(m), mats.shape)
+        a = np.linalg.solve(chol, eye)
+    else:
+        # Sigma^-1 = C C^T  =>  A = C^T.
+        a = np.swapaxes(chol, 1, 2)
+    return np.ascontiguousarray(a)
+
+
+class Problem:
+    """A sparse nonlinear least-squares problem built from parameter groups and residual groups."""
+
+    def __init__(self):
+        self.parameter_groups: Dict[str, ParameterGroup] = {}
+        self.residual_groups: List[ResidualGroup] = []
+
+    # -- parameters ---------------------------------------------------------------------------
+    def add_parameter_group(self, name: str, values, *, constant=None, constant_coordinates=None,
+                            eliminate: bool = False) -> ParameterGroup:
+        """Add ``values`` (n_blocks, block_size) as a group of parameter blocks; returns the group.
+
+        constant: indices or a boolean mask of blocks held fixed. constant_coordinates: indices
+        or a mask of coordinates held fixed in every block. eliminate: mark for Schur elimination.
+        The array is copied; the solver writes the solution back into ``group.values``.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError("parameter group name must be a non-empty string")
+        if name in self.parameter_groups:
+            raise ValueError(f"parameter group {name!r} already exists")
+        vals = _float_array(f"parameter group {name!r}: values", values, 2).copy()
+        if vals.shape[0] == 0 or vals.shape[1] == 0:
+            raise ValueError(f"parameter group {name!r}: values must be non-empty, got shape {vals.shape}")
+        group = ParameterGroup(name, vals,
+                               self._mask(f"parameter group {name!r}: constant", constant, vals.shape[0]),
+                               self._mask(f"parameter group {name!r}: constant_coordinates",
+                                          constant_coordinates, vals.shape[1]),
+                               bool(eliminate))
+        self.parameter_groups[name] = group
+        return group
+
+    def set_constant(self, group: str, blocks, constant: bool = True) -> None:
+        """Hold the given blocks (indices or mask) of ``group`` fixed (or free them again)."""
+        g = self._group(group)
+        mask = self._mask(f"parameter group {group!r}: blocks", blocks, g.n_blocks)
+        g.constant[mask] = constant
+
+    @staticmethod
+    def _mask(name: str, selection, n: int) -> np.ndarray:
+        mask = np.zeros(n, dtype=bool)
+        if selection is None:
+            return mask
+        sel = np.asarray(selection)
+        if sel.dtype == np.bool_:
+            if sel.shape != (n,):
+                raise ValueError(f"{name}: boolean mask must have shape ({n},), got {sel.shape}")
+            return sel.copy()
+        mask[_index_array(name, np.atleast_1d(sel), n)] = True
+        return mask
+
+    def _group(self, name: str) -> ParameterGroup:
+        try:
+            return self.parameter_groups[name]
+        except KeyError:
+            raise ValueError(f"unknown parameter group {name!r}; known: {sorted(self.parameter_groups)}") from None
+
+    # -- residuals ----------------------------------------------------------------------------
+    def add_residual_group(self, name: str, residual_type: ResidualType, blocks: Sequence[Tuple[str, object]],
+                           data=None, *, sigma=None, covariance=None, information=None,
+                           loss=None, loss_scale: float = 1.0) -> ResidualGroup:
+        """Add n residual blocks of ``residual_type``.
+
+        blocks      one (parameter_group_name, index_array) pair per slot of the type.
+        data        (n, data_size) per-instance constants (e.g. observed pixels).
+        sigma / covariance / information   weighting, see :func:`sqrt_information_from`.
+        loss        None/'linear', 'huber', 'soft_l1', 'cauchy', 'arctan'; loss_scale in residual units.
+        """
+        if not isinstance(residual_type, ResidualType):
+            raise ValueError(f"residual group {name!r}: residual_type must be a ResidualType")
+        rt = residual_type
+        if len(blocks) != rt.n_slots:
+            raise ValueError(f"residual group {name!r}: type {rt.name!r} has {rt.n_slots} slots, got {len(blocks)} (group, index) pairs")
+        group_names, columns = [], []
+        n = None
+        for j, pair in enumerate(blocks):
+            try:
+                gname, idx = pair
+            except (TypeError, ValueError):
+                raise ValueError(f"residual group {name!r}: slot {j} must be a (group name, index array) pair") from None
+            g = self._group(gname)
+            if g.block_size != rt.block_sizes[j]:
+                raise ValueError(f"residual group {name!r}: slot {j} of type {rt.name!r} needs blocks of size "
+                                 f"{rt.block_sizes[j]}, group {gname!r} has size {g.block_size}")
+            col = _index_array(f"residual group {name!r}: slot {j} ({gname}) index", idx, g.n_blocks)
+            if n is None:
+                n = col.shape[0]
+            elif col.shape[0] != n:
+                raise ValueError(f"residual group {name!r}: slot {j} index has {col.shape[0]} entries, slot 0 has {n}")
+            group_names.append(gname)
+            columns.append(col)
+        if n == 0:
+            raise ValueError(f"residual group {name!r}: no residual blocks")
+        index = np.ascontiguousarray(np.stack(columns, axis=1))
+        if data is None:
+            data = np.zeros((n, rt.data_size))
+        data = _float_array(f"residual group {name!r}: data", data, np.asarray(data).ndim)
+        if data.ndim == 1 and rt.data_size == 1:
+            data = data[:, None]
+        if data.shape != (n, rt.data_size):
+            raise ValueError(f"residual group {name!r}: data must have shape ({n}, {rt.data_size}), got {data.shape}")
+        sqrt_info = sqrt_information_from(name, n, rt.residual_size, sigma, covariance, information)
+        group = ResidualGroup(name, rt, tuple(group_names), index, np.ascontiguousarray(data), sqrt_info,
+                              make_loss(loss, loss_scale))
+        self.residual_groups.append(group)
+        return group
+
+    # -- sizes ----------------------------------------------------------------------------------
+    @property
+    def n_parameters(self) -> int:
+        """Total number of parameters, free and constant."""
+        return sum(g.values.size for g in self.parameter_groups.values())
+
+    @property
+    def n_residuals(self) -> int:
+        """Total number of scalar residuals."""
+        return sum(r.n_instances * r.residual_size for r in self.residual_groups)
+
+    def sizes(self) -> dict:
+        """Counts for reports: blocks per group, residual blocks per group, parameters, residuals."""
+        return {
+            "parameter_groups": {g.name: {"blocks": g.n_blocks, "block_size": g.block_size,
+                                          "constant_blocks": int(g.constant.sum()),
+                                          "constant_coordinates": int(g.constant_coordinates.sum()),
+                                          "eliminate": g.eliminate}
+                                 for g in self.parameter_groups.values()},
+            "residual_groups": {r.name: {"blocks": r.n_instances, "residual_size": r.residual_size,
+                                         "type": r.residual_type.name, "loss": r.loss.name}
+                                for r in self.residual_groups},
+            "parameters": self.n_parameters,
+            "residuals": self.n_residuals,
+        }
