@@ -163,86 +163,135 @@ def jacobian_times_vector(block, slot_offset, block_col, block_size, jacobian, x
 # The normal matrix H = J^T J (lower triangle, CSC).
 
 @dataclass
-class NormalPattern:
-    """CSC pattern of lower(H) and, per residual group, the contributions gathered per target."""
+class BlockPattern:
+    """CSC pattern of the lower triangle of a symmetric block matrix, with its target blocks.
+
+    Targets are sorted by (column block, row block); see the module docstring for the address
+    of entry (rr, cc) of target t: ``colptr[target_col[t] + cc] + target_within[t] + rr - cc``.
+    """
 
     colptr: np.ndarray
     indices: np.ndarray
-    target_col: np.ndarray     # (n_targets,) c0
-    target_row: np.ndarray     # (n_targets,) r0
+    target_col: np.ndarray     # (n_targets,) first column c0
+    target_row: np.ndarray     # (n_targets,) first row r0
     target_ncol: np.ndarray
     target_nrow: np.ndarray
     target_within: np.ndarray
     target_diag: np.ndarray    # (n_targets,) bool
-    contributions: List[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # per group: ptr, inst, slot_a, slot_b
+    unique_keys: np.ndarray    # sorted keys row_block * n_blocks + col_block
+    target_of_key: np.ndarray  # position in unique_keys -> target id
+    n_key_blocks: int
 
     @property
     def nnz(self) -> int:
         return int(self.indices.shape[0])
 
     @property
+    def n_targets(self) -> int:
+        return int(self.target_col.shape[0])
+
+    @property
     def diagonal_positions(self) -> np.ndarray:
         return self.colptr[:-1]
 
+    def targets_of(self, row_block: np.ndarray, col_block: np.ndarray) -> np.ndarray:
+        """Target ids of the blocks (row_block, col_block), row_block >= col_block."""
+        keys = row_block * self.n_key_blocks + col_block
+        return self.target_of_key[np.searchsorted(self.unique_keys, keys)]
+
     def matrix(self, data: np.ndarray) -> sp.csc_matrix:
-        """A scipy CSC view of lower(H) with the given values (shares ``data``)."""
+        """A scipy CSC view of the lower triangle with the given values (shares ``data``)."""
         n = self.colptr.shape[0] - 1
         mat = sp.csc_matrix((data, self.indices, self.colptr), shape=(n, n), copy=False)
         mat.has_sorted_indices = True
         return mat
 
 
-def build_normal_pattern(layout: Layout) -> NormalPattern:
-    """Find the nonzero blocks of lower(J^T J), build its CSC pattern and the per-target lists."""
-    nb = layout.n_blocks
-    keys_per_group = []
-    for rl in layout.residuals:
-        n_slots = rl.block.shape[1]
-        pieces = []
-        for a in range(n_slots):
-            for b in range(n_slots):
-                ba, bb = rl.block[:, a], rl.block[:, b]
-                ok = (ba >= 0) & (bb >= 0) & (ba >= bb)
-                inst = np.flatnonzero(ok)
-                pieces.append((ba[inst] * nb + bb[inst], inst, np.full(inst.size, a), np.full(inst.size, b)))
-        keys_per_group.append(pieces)
+def build_block_pattern(keys: np.ndarray, block_col: np.ndarray, block_size: np.ndarray) -> BlockPattern:
+    """Lower-triangle CSC pattern over blocks 0..nb-1 (columns block_col, sizes block_size).
+
+    keys: row_block * nb + col_block of the nonzero blocks (row_block >= col_block; repeats
+    allowed). Every diagonal block is included whether named or not.
+    """
+    nb = int(block_col.shape[0])
+    n_columns = int(block_size.sum())
     diag_keys = np.arange(nb, dtype=np.int64) * (nb + 1)
-    all_keys = np.concatenate([diag_keys] + [p[0] for pieces in keys_per_group for p in pieces])
-    unique_keys = np.unique(all_keys)  # sorted by row block then col block
+    unique_keys = np.unique(np.concatenate([diag_keys, keys]))  # sorted by row block then col block
     row_blk, col_blk = unique_keys // nb, unique_keys % nb
     by_col = np.lexsort((row_blk, col_blk))  # target order: by column block, then row block
     row_blk, col_blk = row_blk[by_col], col_blk[by_col]
     target_of_key = np.empty_like(by_col)
     target_of_key[by_col] = np.arange(by_col.size)
     n_targets = by_col.size
-    nrow = layout.block_size[row_blk]
-    ncol = layout.block_size[col_blk]
+    nrow = block_size[row_blk]
+    ncol = block_size[col_blk]
     # rows of the targets before each one in its block-column
     starts = np.flatnonzero(np.r_[True, col_blk[1:] != col_blk[:-1]])
     csum = np.cumsum(nrow) - nrow
     within = csum - np.repeat(csum[starts], np.diff(np.r_[starts, n_targets]))
     col_rows = np.zeros(nb, dtype=np.int64)
     np.add.at(col_rows, col_blk, nrow)
-    col_counts = np.repeat(col_rows, layout.block_size) - _within_block_index(layout.block_size)
-    colptr = np.zeros(layout.n_columns + 1, dtype=np.int64)
+    col_counts = np.repeat(col_rows, block_size) - _within_block_index(block_size)
+    colptr = np.zeros(n_columns + 1, dtype=np.int64)
     np.cumsum(col_counts, out=colptr[1:])
-    tcol = layout.block_col[col_blk]
-    trow = layout.block_col[row_blk]
+    tcol = block_col[col_blk]
+    trow = block_col[row_blk]
     tdiag = row_blk == col_blk
     indices = np.empty(colptr[-1], dtype=np.int64)
     _fill_row_indices(colptr, tcol, trow, ncol, nrow, within, tdiag, indices)
-    contributions = []
-    for pieces in keys_per_group:
-        keys = np.concatenate([p[0] for p in pieces])
-        tid = target_of_key[np.searchsorted(unique_keys, keys)]
-        order = np.argsort(tid, kind="stable")
-        ptr = np.zeros(n_targets + 1, dtype=np.int64)
-        np.cumsum(np.bincount(tid, minlength=n_targets), out=ptr[1:])
-        contributions.append((ptr,
-                              np.concatenate([p[1] for p in pieces])[order].astype(np.int64),
-                              np.concatenate([p[2] for p in pieces])[order].astype(np.int64),
-                              np.concatenate([p[3] for p in pieces])[order].astype(np.int64)))
-    return NormalPattern(colptr, indices, tcol, trow, ncol, nrow, within, tdiag, contributions)
+    return BlockPattern(colptr, indices, tcol, trow, ncol, nrow, within, tdiag, unique_keys, target_of_key, nb)
+
+
+def csr_by_target(target: np.ndarray, n_targets: int):
+    """(ptr, order): ``order`` sorts items by target (stable); ptr[t]:ptr[t+1] are target t's."""
+    order = np.argsort(target, kind="stable")
+    ptr = np.zeros(n_targets + 1, dtype=np.int64)
+    np.cumsum(np.bincount(target, minlength=n_targets), out=ptr[1:])
+    return ptr, order
+
+
+@dataclass
+class NormalPattern:
+    """lower(J^T J): its block pattern and, per residual group, contributions (ptr, inst, slot_a, slot_b)."""
+
+    pattern: BlockPattern
+    contributions: List[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def slot_pairs(block: np.ndarray, max_block: int):
+    """All (instance, slot a, slot b) with both blocks free, below max_block, and block_a >= block_b."""
+    n_slots = block.shape[1]
+    inst, sa, sb = [], [], []
+    for a in range(n_slots):
+        for b in range(n_slots):
+            ba, bb = block[:, a], block[:, b]
+            ok = np.flatnonzero((ba >= 0) & (bb >= 0) & (ba < max_block) & (bb < max_block) & (ba >= bb))
+            inst.append(ok)
+            sa.append(np.full(ok.size, a, dtype=np.int64))
+            sb.append(np.full(ok.size, b, dtype=np.int64))
+    return np.concatenate(inst).astype(np.int64), np.concatenate(sa), np.concatenate(sb)
+
+
+def gather_slot_pairs(layout: Layout, pattern: BlockPattern, max_block: int):
+    """Per residual group, the slot-pair contributions to ``pattern`` sorted by target (ptr, inst, a, b)."""
+    out = []
+    for rl in layout.residuals:
+        inst, sa, sb = slot_pairs(rl.block, max_block)
+        tid = pattern.targets_of(rl.block[inst, sa], rl.block[inst, sb])
+        ptr, order = csr_by_target(tid, pattern.n_targets)
+        out.append((ptr, inst[order], sa[order], sb[order]))
+    return out
+
+
+def build_normal_pattern(layout: Layout) -> NormalPattern:
+    """Find the nonzero blocks of lower(J^T J), build its CSC pattern and the per-target lists."""
+    nb = layout.n_blocks
+    keys = []
+    for rl in layout.residuals:
+        inst, sa, sb = slot_pairs(rl.block, nb)
+        keys.append(rl.block[inst, sa] * nb + rl.block[inst, sb])
+    pattern = build_block_pattern(np.concatenate(keys), layout.block_col, layout.block_size)
+    return NormalPattern(pattern, gather_slot_pairs(layout, pattern, nb))
 
 
 def _within_block_index(block_size: np.ndarray) -> np.ndarray:

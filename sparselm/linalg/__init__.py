@@ -2,7 +2,8 @@
 from sparselm.linalg.base import LinearSolution, LinearSolver, LinearSolverOptions
 from sparselm.linalg.dense import DenseNormalCholesky
 from sparselm.linalg.sparse_normal import SparseNormalCholesky
+from sparselm.linalg.schur import DenseSchur, SparseSchur
 
-SOLVERS = {cls.name: cls for cls in (DenseNormalCholesky, SparseNormalCholesky)}
+SOLVERS = {cls.name: cls for cls in (DenseNormalCholesky, SparseNormalCholesky, DenseSchur, SparseSchur)}
 
 __all__ = ["LinearSolution", "LinearSolver", "LinearSolverOptions", "SOLVERS"]

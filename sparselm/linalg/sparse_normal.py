@@ -21,7 +21,8 @@ class SparseNormalCholesky(LinearSolver):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         with self.timer.phase("symbolic"):
-            self.pattern = build_normal_pattern(self.layout)
+            normal = build_normal_pattern(self.layout)
+            self.pattern, self.contributions = normal.pattern, normal.contributions
             self.values = np.zeros(self.pattern.nnz)
             self._work = np.zeros(self.pattern.nnz)
             self._matrix = self.pattern.matrix(self._work)
@@ -31,7 +32,7 @@ class SparseNormalCholesky(LinearSolver):
         with self.timer.phase("assembly"):
             p = self.pattern
             self.values[:] = 0.0
-            for rl, jac, (ptr, inst, sa, sb) in zip(self.layout.residuals, self.evaluator.jacobians, p.contributions):
+            for rl, jac, (ptr, inst, sa, sb) in zip(self.layout.residuals, self.evaluator.jacobians, self.contributions):
                 accumulate_normal_matrix(ptr, inst, sa, sb, rl.slot_offset, p.colptr, p.target_col, p.target_ncol,
                                          p.target_nrow, p.target_within, p.target_diag, jac, self.values)
 

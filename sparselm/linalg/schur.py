@@ -1,0 +1,154 @@
+"""Schur-complement solvers: eliminate the e-blocks (BA: points), solve the reduced system.
+
+``sparse_schur`` factors S with CHOLMOD (symbolic analysis once, numeric refactorization per
+damping trial); ``dense_schur`` factors the same S densely with LAPACK, for few f-blocks.
+The math and the structures are in :mod:`sparselm.linalg.schur_structure`, the kernels in
+:mod:`sparselm.linalg.schur_kernels`. Phases timed: ``assembly`` (V, W, U per linearisation),
+``elimination`` (V^-1, Y), ``schur_assembly`` (S and its right-hand side), ``factorization``,
+``solve`` and ``back_substitution``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from sparselm.linalg.base import LinearSolution, LinearSolver
+from sparselm.linalg.cholmod import CholmodFactor
+from sparselm.linalg.schur_kernels import (accumulate_v, accumulate_w, back_substitute, eliminate_points,
+                                           reduced_rhs, subtract_cell_pairs)
+from sparselm.linalg.schur_structure import build_schur_structure
+from sparselm.structure import Layout, accumulate_normal_matrix
+
+DENSE_SCHUR_MAX_COLUMNS = 2000
+
+
+class SchurSolver(LinearSolver):
+    """Shared elimination and back-substitution; subclasses factor and solve S."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with self.timer.phase("symbolic"):
+            st = self.structure = build_schur_structure(self.layout)
+            lay = self.layout
+            ke, n_e = st.e_size, st.n_e_blocks
+            kf = int(lay.block_size[:st.n_f_blocks].max())
+            self.v = np.zeros((n_e, ke, ke))
+            self.v_inv = np.zeros((n_e, ke, ke))
+            self._lower = np.zeros((n_e, ke, ke))
+            self._lower_inv = np.zeros((n_e, ke, ke))
+            self._work_e = np.zeros((n_e, ke))
+            self.vg = np.zeros((n_e, ke))
+            self.w = np.zeros((st.n_cells, kf, ke))
+            self.y_t = np.zeros((st.n_cells, ke, kf))
+            self.u_values = np.zeros(st.pattern.nnz)
+            self.s_values = np.zeros(st.pattern.nnz)
+            self.rhs = np.zeros(lay.n_reduced_columns)
+            self.step = np.zeros(lay.n_columns)
+
+    def linearize(self) -> None:
+        st, lay, ev = self.structure, self.layout, self.evaluator
+        p = st.pattern
+        with self.timer.phase("assembly"):
+            self.v[:] = 0.0
+            self.w[:] = 0.0
+            self.u_values[:] = 0.0
+            for rl, jac, es, (cptr, cinst, cfs), (uptr, uinst, ua, ub) in zip(
+                    lay.residuals, ev.jacobians, st.e_slot, st.cell_contrib, st.u_contrib):
+                accumulate_v(rl.use_ptr, rl.use_instance, rl.use_slot, rl.slot_offset, st.n_f_blocks, jac, self.v)
+                accumulate_w(cptr, cinst, cfs, es, rl.slot_offset, rl.slot_size, jac, self.w)
+                accumulate_normal_matrix(uptr, uinst, ua, ub, rl.slot_offset, p.colptr, p.target_col, p.target_ncol,
+                                         p.target_nrow, p.target_within, p.target_diag, jac, self.u_values)
+
+    def solve(self, diagonal: np.ndarray) -> LinearSolution:
+        st, lay, g = self.structure, self.layout, self.evaluator.gradient
+        p = st.pattern
+        with self.timer.phase("elimination"):
+            failures = eliminate_points(self.v, diagonal, st.e_col0, g, st.cells_of_e, self.w, self._lower,
+                                        self._lower_inv, self.v_inv, self.y_t, self.vg)
+        if failures:
+            return self._failed(f"Schur: {failures} eliminated blocks not positive definite")
+        with self.timer.phase("schur_assembly"):
+            np.copyto(self.s_values, self.u_values)
+            self.s_values[p.diagonal_positions] += diagonal[:st.e_col0]
+            subtract_cell_pairs(st.chunk_ptr, st.pair_ptr, st.pair_a, st.pair_b, p.colptr, p.target_col,
+                                p.target_ncol, p.target_nrow, p.target_within, p.target_diag, self.y_t, self.w,
+                                self.s_values)
+            reduced_rhs(st.cells_of_f_ptr, st.cells_of_f, st.cell_e, lay.block_col, lay.block_size, g, self.w,
+                        self.vg, self.rhs)
+        step_f = self._solve_reduced()
+        if step_f is None:
+            return self._failed(f"{self.name}: reduced camera matrix not positive definite")
+        with self.timer.phase("back_substitution"):
+            step = self.step
+            step[:st.e_col0] = step_f
+            back_substitute(st.cells_of_e, st.cell_f, lay.block_col, lay.block_size, st.e_col0, g, self.w,
+                            self.v_inv, self._work_e, step)
+        return self._finite_or_failure(step)
+
+    def _solve_reduced(self):
+        """Factor S (self.s_values, lower CSC) and solve S x = self.rhs; None if not PD."""
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        st = self.structure
+        return {"name": self.name, "reduced_columns": st.e_col0, "eliminated_blocks": st.n_e_blocks,
+                "cells": st.n_cells, "cell_pairs": st.n_pairs, "nnz_lower_S": st.pattern.nnz}
+
+
+class SparseSchur(SchurSolver):
+    """Schur complement with CHOLMOD on the reduced camera matrix."""
+
+    name = "sparse_schur"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with self.timer.phase("symbolic"):
+            self._matrix = self.structure.pattern.matrix(self.s_values)
+            self.factor = CholmodFactor(self._matrix, self.options.ordering, self.options.factorization)
+
+    def _solve_reduced(self):
+        with self.timer.phase("factorization"):
+            if not self.factor.factorize(self._matrix):
+                return None
+        with self.timer.phase("solve"):
+            return self.factor.solve(self.rhs)
+
+    def info(self) -> dict:
+        d = super().info()
+        d.update(ordering=self.factor.ordering, factorization=self.factor.mode,
+                 analysis_seconds=self.factor.analysis_seconds)
+        if self.factor.factorized:
+            d["factor_nnz"] = self.factor.factor_nnz()
+        return d
+
+
+class DenseSchur(SchurSolver):
+    """Schur complement with a dense S and LAPACK Cholesky (few f-blocks)."""
+
+    name = "dense_schur"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.layout.n_reduced_columns > DENSE_SCHUR_MAX_COLUMNS:
+            raise ValueError(f"dense_schur is for small reduced systems (<= {DENSE_SCHUR_MAX_COLUMNS} columns), "
+                             f"this one has {self.layout.n_reduced_columns}: use sparse_schur")
+        self._matrix = self.structure.pattern.matrix(self.s_values)
+
+    def _solve_reduced(self):
+        with self.timer.phase("factorization"):
+            lower = self._matrix.toarray()
+            try:
+                factor = scipy.linalg.cho_factor(lower, lower=True, check_finite=False)
+            except (np.linalg.LinAlgError, ValueError):
+                return None
+        with self.timer.phase("solve"):
+            return scipy.linalg.cho_solve(factor, self.rhs, check_finite=False)
+
+
+def auto_schur_choice(layout: Layout) -> str:
+    """'dense_schur' for small reduced systems, else 'sparse_schur'."""
+    from sparselm.linalg.schur_structure import schur_applicable
+
+    if not schur_applicable(layout):
+        return "sparse_normal_cholesky"
+    return "dense_schur" if layout.n_reduced_columns <= 200 else "sparse_schur"

@@ -1,0 +1,173 @@
+"""Structure of the Schur complement, built once per problem.
+
+Split the free blocks into f-blocks (kept; BA: cameras) and e-blocks (eliminated; BA: points;
+all from one group, of one size ke). Ordering f first, the damped normal equations are
+
+    [ U   W ] [df]     [gf]          S  = U - W V^-1 W^T                   (reduced camera matrix)
+    [ W^T V ] [de] = - [ge],   =>    S df = -gf + W V^-1 ge,    de = -V^-1 (ge + W^T df),
+
+with V block-diagonal (one ke x ke block per e-block), U = J_f^T J_f + D_f, W = J_f^T J_e. This
+needs every residual block to touch at most one e-block (true for BA).
+
+Objects built here:
+- per residual group, each instance's e-block (local id, or -1) and the slot it sits in;
+- *cells*: the distinct (e-block, f-block) pairs that share a residual block, sorted by e-block
+  then f-block, each holding W_{f,e} = sum J_f^T J_e (usually one instance), with per-group
+  contribution lists (ptr over cells, instance, f-slot), and the cells grouped by f-block;
+- the block pattern of lower(S) over the f-blocks: every pair of cells of one e-block gives a
+  block (f(a), f(b)), plus U's own f-f blocks; and for each S target the list of cell pairs
+  (a, b) whose product Y_a W_b^T (Y = W V^-1) it receives, cut into chunks of about equal pair
+  count so a parallel loop over chunks is balanced and race-free.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numba
+import numpy as np
+
+from sparselm.structure import BlockPattern, Layout, build_block_pattern, csr_by_target, gather_slot_pairs, slot_pairs
+
+
+class SchurNotApplicable(ValueError):
+    """The problem has no eliminable group, or a residual block touches two eliminated blocks."""
+
+
+@dataclass
+class SchurStructure:
+    """Everything the Schur kernels need that does not change between iterations."""
+
+    n_f_blocks: int
+    n_e_blocks: int
+    e_size: int
+    e_col0: int                       # first column of the e-blocks (= number of reduced columns)
+    e_slot: List[np.ndarray]          # per group: (n,) slot of the e-block or -1
+    cell_e: np.ndarray                # (n_cells,) local e-block id
+    cell_f: np.ndarray                # (n_cells,) f-block id
+    cells_of_e: np.ndarray            # (n_e + 1,) ptr: cells of e-block p are cells_of_e[p]:cells_of_e[p+1]
+    cell_contrib: List[Tuple[np.ndarray, np.ndarray, np.ndarray]]  # per group: ptr over cells, inst, f-slot
+    cells_of_f_ptr: np.ndarray        # (n_f + 1,)
+    cells_of_f: np.ndarray            # cell ids grouped by f-block
+    pattern: BlockPattern             # lower(S)
+    u_contrib: list                   # per group: (ptr over S targets, inst, slot_a, slot_b)
+    pair_ptr: np.ndarray              # (n_targets + 1,)
+    pair_a: np.ndarray                # cell a of each pair (f(a) >= f(b)), grouped by target
+    pair_b: np.ndarray
+    chunk_ptr: np.ndarray             # target boundaries of balanced chunks
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.cell_e.shape[0])
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.pair_a.shape[0])
+
+
+def schur_applicable(layout: Layout) -> bool:
+    """True when there are e-blocks, of one size, and no residual block touches two of them."""
+    try:
+        _e_slots(layout)
+    except SchurNotApplicable:
+        return False
+    return True
+
+
+def _e_slots(layout: Layout):
+    n_f = layout.n_reduced_blocks
+    if n_f == layout.n_blocks:
+        raise SchurNotApplicable("no parameter group is marked eliminate=True (or all its blocks are constant)")
+    if n_f == 0:
+        raise SchurNotApplicable("every free parameter block is in an eliminated group: nothing is left to reduce to")
+    e_sizes = np.unique(layout.block_size[n_f:])
+    if e_sizes.size != 1:
+        raise SchurNotApplicable(f"eliminated blocks must all have one size, got sizes {e_sizes.tolist()}")
+    out = []
+    for g, rl in enumerate(layout.residuals):
+        is_e = rl.block >= n_f
+        count = is_e.sum(axis=1)
+        if (count > 1).any():
+            i = int(np.flatnonzero(count > 1)[0])
+            raise SchurNotApplicable(f"residual group {g}, instance {i} touches {int(count[i])} eliminated blocks; "
+                                     "Schur elimination needs at most one: use sparse_normal_cholesky")
+        slot = np.where(count == 1, np.argmax(is_e, axis=1), -1).astype(np.int64)
+        out.append(slot)
+    return out, int(e_sizes[0])
+
+
+@numba.njit(cache=True)
+def _cell_pairs(cells_of_e):
+    n_pairs = 0
+    for p in range(cells_of_e.shape[0] - 1):
+        c = cells_of_e[p + 1] - cells_of_e[p]
+        n_pairs += c * (c + 1) // 2
+    a = np.empty(n_pairs, np.int64)
+    b = np.empty(n_pairs, np.int64)
+    q = 0
+    for p in range(cells_of_e.shape[0] - 1):
+        s = cells_of_e[p]
+        for i in range(cells_of_e[p + 1] - s):
+            for j in range(i + 1):
+                a[q] = s + i
+                b[q] = s + j
+                q += 1
+    return a, b
+
+
+def balanced_chunks(ptr: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Boundaries (indices into the target list) cutting ptr's items into ~equal-work chunks."""
+    n_targets = ptr.shape[0] - 1
+    work = ptr[1:] - ptr[:-1] + 1  # +1: every target has some fixed cost
+    cum = np.concatenate([[0], np.cumsum(work)])
+    goals = np.linspace(0, cum[-1], n_chunks + 1)
+    bounds = np.searchsorted(cum, goals, side="left")
+    bounds[0], bounds[-1] = 0, n_targets
+    return np.unique(np.clip(bounds, 0, n_targets)).astype(np.int64)
+
+
+def build_schur_structure(layout: Layout, n_chunks: int = 256) -> SchurStructure:
+    """Build the cells, the pattern of lower(S) and the balanced cell-pair lists (once per problem)."""
+    e_slot, e_size = _e_slots(layout)
+    n_f = layout.n_reduced_blocks
+    n_e = layout.n_blocks - n_f
+    # cells: distinct (e, f) pairs
+    keys, contrib = [], []
+    for rl, es in zip(layout.residuals, e_slot):
+        inst_all, fs_all = [], []
+        for j in range(rl.block.shape[1]):
+            ok = np.flatnonzero((es >= 0) & (rl.block[:, j] >= 0) & (rl.block[:, j] < n_f))
+            inst_all.append(ok)
+            fs_all.append(np.full(ok.size, j, dtype=np.int64))
+        inst = np.concatenate(inst_all).astype(np.int64)
+        fslot = np.concatenate(fs_all)
+        e_local = rl.block[inst, es[inst]] - n_f
+        keys.append(e_local * n_f + rl.block[inst, fslot])
+        contrib.append((inst, fslot))
+    cell_keys = np.unique(np.concatenate(keys))
+    cell_e, cell_f = cell_keys // n_f, cell_keys % n_f
+    cells_of_e = np.zeros(n_e + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell_e, minlength=n_e), out=cells_of_e[1:])
+    cell_contrib = []
+    for k, (inst, fslot) in zip(keys, contrib):
+        ptr, order = csr_by_target(np.searchsorted(cell_keys, k), cell_keys.size)
+        cell_contrib.append((ptr, inst[order], fslot[order]))
+    cells_of_f_ptr, cells_of_f = csr_by_target(cell_f, n_f)
+    # S pattern: cell pairs and U's f-f blocks
+    pair_a, pair_b = _cell_pairs(cells_of_e)
+    u_keys = []
+    for rl in layout.residuals:
+        inst, sa, sb = slot_pairs(rl.block, n_f)
+        u_keys.append(rl.block[inst, sa] * n_f + rl.block[inst, sb])
+    f_col = layout.block_col[:n_f]
+    f_size = layout.block_size[:n_f]
+    pattern = build_block_pattern(np.concatenate([cell_f[pair_a] * n_f + cell_f[pair_b]] + u_keys), f_col, f_size)
+    u_contrib = gather_slot_pairs(layout, pattern, n_f)
+    pair_target = pattern.targets_of(cell_f[pair_a], cell_f[pair_b])
+    pair_ptr, order = csr_by_target(pair_target, pattern.n_targets)
+    pair_a, pair_b = pair_a[order], pair_b[order]
+    chunk_ptr = balanced_chunks(pair_ptr, n_chunks)
+    return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, e_slot, cell_e, cell_f, cells_of_e,
+                          cell_contrib, cells_of_f_ptr, cells_of_f.astype(np.int64), pattern, u_contrib,
+                          pair_ptr, pair_a, pair_b, chunk_ptr)
+
