@@ -34,12 +34,13 @@ class NonFiniteError(FloatingPointError):
 
 
 @numba.njit(parallel=True, cache=True)
-def _whiten_matrices(a, residuals, jacobian):
-    """r_i <- A_i r_i and J_i <- A_i J_i for (n, m, m) square-root information A."""
+def _whiten_matrices(a, residuals, jacobian, work):
+    """r_i <- A_i r_i and J_i <- A_i J_i for (n, m, m) square-root information A; work is (n, m).
+    (No allocation inside prange: numba may hoist it and share it between threads.)"""
     n, m = residuals.shape
     width = jacobian.shape[2]
     for i in numba.prange(n):
-        tmp = np.empty(m)
+        tmp = work[i]
         for r in range(m):
             s = 0.0
             for q in range(m):
@@ -152,7 +153,7 @@ class Evaluator:
     def _params(self, rg, values: Dict[str, np.ndarray]):
         return tuple(values[g] for g in rg.groups)
 
-    def _weight(self, rg, residuals, jacobian):
+    def _weight(self, g, rg, residuals, jacobian):
         a = rg.sqrt_information
         if a is None:
             return
@@ -165,15 +166,15 @@ class Evaluator:
             if jacobian is not None:
                 jacobian *= a[:, None, None]
         else:
-            _whiten_matrices(a, residuals, jacobian if jacobian is not None else np.zeros((0, 0, 0)))
+            _whiten_matrices(a, residuals, jacobian if jacobian is not None else np.zeros((0, 0, 0)), self._jd[g])
 
     def cost_at(self, values: Dict[str, np.ndarray]) -> float:
         """Cost 1/2 sum rho(|r'_i|^2) at ``values`` (NaN if any residual is not finite)."""
         with self.timer.phase("residual"):
             total = 0.0
-            for rg, res in zip(self.problem.residual_groups, self._trial_residuals):
+            for g, (rg, res) in enumerate(zip(self.problem.residual_groups, self._trial_residuals)):
                 rg.residual_type.residual_kernel(self._params(rg, values), rg.index, rg.data, res)
-                self._weight(rg, res, None)
+                self._weight(g, rg, res, None)
                 total += _plain_cost(res) if rg.loss.is_trivial else _robust_cost(rg.loss.id, rg.loss.scale, res)
             return total if math.isfinite(total) else math.nan
 
@@ -192,7 +193,7 @@ class Evaluator:
                 else:
                     numeric_jacobian(rg.residual_type.residual_kernel, params, rg.index, rg.data, res, views)
                 self._check_finite(rg, res, jac)
-                self._weight(rg, res, jac)
+                self._weight(g, rg, res, jac)
                 if rg.loss.is_trivial:
                     total += _plain_cost(res)
                 else:

@@ -4,22 +4,30 @@
 damping trial); ``dense_schur`` factors the same S densely with LAPACK, for few f-blocks.
 The math and the structures are in :mod:`sparselm.linalg.schur_structure`, the kernels in
 :mod:`sparselm.linalg.schur_kernels`. Phases timed: ``assembly`` (V, W, U per linearisation),
-``elimination`` (V^-1, Y), ``schur_assembly`` (S and its right-hand side), ``factorization``,
+``schur_complement`` (V^-1, S and its right-hand side, one fused pass), ``factorization``,
 ``solve`` and ``back_substitution``.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.linalg
 
 from sparselm.linalg.base import LinearSolution, LinearSolver
 from sparselm.linalg.cholmod import CholmodFactor
-from sparselm.linalg.schur_kernels import (accumulate_v, accumulate_w, back_substitute, eliminate_points,
-                                           reduced_rhs, subtract_cell_pairs)
+from sparselm.linalg.schur_kernels import accumulate_v, accumulate_w, back_substitute
+from sparselm.linalg.schur_point_pass import chunk_points_by_pairs, point_pass_kernels
 from sparselm.linalg.schur_structure import build_schur_structure
 from sparselm.structure import Layout, accumulate_normal_matrix
 
 DENSE_SCHUR_MAX_COLUMNS = 2000
+PRIVATE_S_BYTES = 512 * 2**20  # cap on the per-chunk copies of S's blocks
+
+
+def _chunk_count(threads: int, n_targets: int, kf: int) -> int:
+    """Chunks of the point pass: one per thread, fewer if their private S copies would be too big."""
+    per_chunk = n_targets * kf * kf * 8
+    return max(1, min(threads, PRIVATE_S_BYTES // max(per_chunk, 1)))
 
 
 class SchurSolver(LinearSolver):
@@ -32,14 +40,19 @@ class SchurSolver(LinearSolver):
             lay = self.layout
             ke, n_e = st.e_size, st.n_e_blocks
             kf = int(lay.block_size[:st.n_f_blocks].max())
+            n_chunks = _chunk_count(numba.get_num_threads(), st.pattern.n_targets, kf)
+            self._chunk_points = chunk_points_by_pairs(st.pair_start, n_chunks)
+            self._point_pass, self._reduce = point_pass_kernels(kf, ke)
             self.v = np.zeros((n_e, ke, ke))
             self.v_inv = np.zeros((n_e, ke, ke))
-            self._lower = np.zeros((n_e, ke, ke))
-            self._lower_inv = np.zeros((n_e, ke, ke))
             self._work_e = np.zeros((n_e, ke))
             self.vg = np.zeros((n_e, ke))
             self.w = np.zeros((st.n_cells, kf, ke))
-            self.y_t = np.zeros((st.n_cells, ke, kf))
+            self._y_work = np.zeros((n_chunks, max(st.max_cells, 1), ke, kf))
+            self._chol_work = np.zeros((n_chunks, 2, ke, ke))
+            self._failures = np.zeros(n_chunks, dtype=np.int64)
+            self._s_private = np.zeros((n_chunks, st.pattern.n_targets, kf, kf))
+            self._rhs_private = np.zeros((n_chunks, st.n_f_blocks, kf))
             self.u_values = np.zeros(st.pattern.nnz)
             self.s_values = np.zeros(st.pattern.nnz)
             self.rhs = np.zeros(lay.n_reduced_columns)
@@ -62,19 +75,16 @@ class SchurSolver(LinearSolver):
     def solve(self, diagonal: np.ndarray) -> LinearSolution:
         st, lay, g = self.structure, self.layout, self.evaluator.gradient
         p = st.pattern
-        with self.timer.phase("elimination"):
-            failures = eliminate_points(self.v, diagonal, st.e_col0, g, st.cells_of_e, self.w, self._lower,
-                                        self._lower_inv, self.v_inv, self.y_t, self.vg)
-        if failures:
-            return self._failed(f"Schur: {failures} eliminated blocks not positive definite")
-        with self.timer.phase("schur_assembly"):
-            np.copyto(self.s_values, self.u_values)
-            self.s_values[p.diagonal_positions] += diagonal[:st.e_col0]
-            subtract_cell_pairs(st.chunk_ptr, st.pair_ptr, st.pair_a, st.pair_b, p.colptr, p.target_col,
-                                p.target_ncol, p.target_nrow, p.target_within, p.target_diag, self.y_t, self.w,
-                                self.s_values)
-            reduced_rhs(st.cells_of_f_ptr, st.cells_of_f, st.cell_e, lay.block_col, lay.block_size, g, self.w,
-                        self.vg, self.rhs)
+        with self.timer.phase("schur_complement"):
+            self._point_pass(self._chunk_points, self.v, diagonal, st.e_col0, g, st.cells_of_e, st.cell_f,
+                             st.pair_start, st.pair_target, self.w, self.v_inv, self.vg, self._y_work, self._chol_work,
+                             self._s_private, self._rhs_private, self._failures)
+            failures = int(self._failures.sum())
+            if failures:
+                return self._failed(f"Schur: {failures} eliminated blocks not positive definite")
+            self._reduce(self._s_private, self._rhs_private, self.u_values, p.diagonal_positions, diagonal, p.colptr,
+                         p.target_col, p.target_ncol, p.target_nrow, p.target_within, p.target_diag, lay.block_col,
+                         lay.block_size, g, self.s_values, self.rhs)
         step_f = self._solve_reduced()
         if step_f is None:
             return self._failed(f"{self.name}: reduced camera matrix not positive definite")

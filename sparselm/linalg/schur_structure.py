@@ -15,9 +15,8 @@ Objects built here:
   then f-block, each holding W_{f,e} = sum J_f^T J_e (usually one instance), with per-group
   contribution lists (ptr over cells, instance, f-slot), and the cells grouped by f-block;
 - the block pattern of lower(S) over the f-blocks: every pair of cells of one e-block gives a
-  block (f(a), f(b)), plus U's own f-f blocks; and for each S target the list of cell pairs
-  (a, b) whose product Y_a W_b^T (Y = W V^-1) it receives, cut into chunks of about equal pair
-  count so a parallel loop over chunks is balanced and race-free.
+  block (f(a), f(b)), plus U's own f-f blocks; for every cell pair, in point order, the S block
+  it updates (see :mod:`sparselm.linalg.schur_point_pass` for how they are accumulated).
 """
 from __future__ import annotations
 
@@ -51,10 +50,10 @@ class SchurStructure:
     cells_of_f: np.ndarray            # cell ids grouped by f-block
     pattern: BlockPattern             # lower(S)
     u_contrib: list                   # per group: (ptr over S targets, inst, slot_a, slot_b)
-    pair_ptr: np.ndarray              # (n_targets + 1,)
-    pair_a: np.ndarray                # cell a of each pair (f(a) >= f(b)), grouped by target
-    pair_b: np.ndarray
-    chunk_ptr: np.ndarray             # target boundaries of balanced chunks
+    pair_start: np.ndarray            # (n_e + 1,) first pair of each e-block (pairs la >= lb of its cells)
+    pair_target: np.ndarray           # (n_pairs,) S target of each pair, in point order
+    max_cells: int                    # most cells of one e-block
+
 
     @property
     def n_cells(self) -> int:
@@ -62,7 +61,7 @@ class SchurStructure:
 
     @property
     def n_pairs(self) -> int:
-        return int(self.pair_a.shape[0])
+        return int(self.pair_target.shape[0])
 
 
 def schur_applicable(layout: Layout) -> bool:
@@ -115,19 +114,8 @@ def _cell_pairs(cells_of_e):
     return a, b
 
 
-def balanced_chunks(ptr: np.ndarray, n_chunks: int) -> np.ndarray:
-    """Boundaries (indices into the target list) cutting ptr's items into ~equal-work chunks."""
-    n_targets = ptr.shape[0] - 1
-    work = ptr[1:] - ptr[:-1] + 1  # +1: every target has some fixed cost
-    cum = np.concatenate([[0], np.cumsum(work)])
-    goals = np.linspace(0, cum[-1], n_chunks + 1)
-    bounds = np.searchsorted(cum, goals, side="left")
-    bounds[0], bounds[-1] = 0, n_targets
-    return np.unique(np.clip(bounds, 0, n_targets)).astype(np.int64)
-
-
-def build_schur_structure(layout: Layout, n_chunks: int = 256) -> SchurStructure:
-    """Build the cells, the pattern of lower(S) and the balanced cell-pair lists (once per problem)."""
+def build_schur_structure(layout: Layout) -> SchurStructure:
+    """Build the cells, the pattern of lower(S) and the cell pairs' targets (once per problem)."""
     e_slot, e_size = _e_slots(layout)
     n_f = layout.n_reduced_blocks
     n_e = layout.n_blocks - n_f
@@ -164,10 +152,10 @@ def build_schur_structure(layout: Layout, n_chunks: int = 256) -> SchurStructure
     pattern = build_block_pattern(np.concatenate([cell_f[pair_a] * n_f + cell_f[pair_b]] + u_keys), f_col, f_size)
     u_contrib = gather_slot_pairs(layout, pattern, n_f)
     pair_target = pattern.targets_of(cell_f[pair_a], cell_f[pair_b])
-    pair_ptr, order = csr_by_target(pair_target, pattern.n_targets)
-    pair_a, pair_b = pair_a[order], pair_b[order]
-    chunk_ptr = balanced_chunks(pair_ptr, n_chunks)
+    cells_per_e = np.diff(cells_of_e)
+    pair_start = np.zeros(n_e + 1, dtype=np.int64)
+    np.cumsum(cells_per_e * (cells_per_e + 1) // 2, out=pair_start[1:])
     return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, e_slot, cell_e, cell_f, cells_of_e,
                           cell_contrib, cells_of_f_ptr, cells_of_f.astype(np.int64), pattern, u_contrib,
-                          pair_ptr, pair_a, pair_b, chunk_ptr)
+                          pair_start, pair_target.astype(np.int64), int(cells_per_e.max(initial=0)))
 

@@ -1,0 +1,12 @@
+"""BAL ("Bundle Adjustment in the Large") problems: file I/O, synthetic problems, the dataset registry."""
+from sparselm.bal.io import BALFormatError, BALProblem, read_bal, write_bal
+from sparselm.bal.registry import (ChecksumError, DatasetInfo, DatasetNotFoundError, cache_dir, dataset_info,
+                                   fetch, list_datasets, resolve)
+from sparselm.bal.synthetic import SyntheticProblem, default_problem, synthetic_problem
+
+__all__ = [
+    "BALFormatError", "BALProblem", "read_bal", "write_bal",
+    "SyntheticProblem", "default_problem", "synthetic_problem",
+    "ChecksumError", "DatasetInfo", "DatasetNotFoundError", "cache_dir", "dataset_info", "fetch",
+    "list_datasets", "resolve",
+]

@@ -1,0 +1,152 @@
+"""The per-trial Schur kernel, one pass over the eliminated blocks ("points"), fused.
+
+For each e-block p, with its cells a (distinct f-blocks sharing a residual with p):
+
+    V_p^-1 = (V_p + D_p)^-1 (Cholesky),   vg_p = V_p^-1 g_p,   Y_a = W_a V_p^-1,
+    S_{f(a) f(b)} -= Y_a W_b^T   for every pair a >= b of p's cells,
+    rhs_{f(a)}    += W_a vg_p.
+
+Everything p needs is contiguous (its V, its cells' W), so each point's data is read once; the
+alternative, gathering per S block, rereads every cell once per pair and was ~3x slower on
+problem-16-22106 (memory-bound). Writes to S and rhs would race between points sharing a
+camera, so each chunk of points (one per thread, balanced by pair count, fixed at set-up)
+accumulates into a private block array; a second parallel loop over S blocks reduces the
+chunks in a fixed order, so results are bitwise reproducible for a given thread count.
+Block sizes are compile-time constants (kf, ke), so LLVM unrolls and vectorises the 9x3 / 3x9
+products; f-blocks smaller than kf are zero-padded in W and cost nothing extra in correctness.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+
+@lru_cache(maxsize=None)
+def point_pass_kernels(kf: int, ke: int):
+    """(eliminate_and_accumulate, reduce_chunks) specialised for f-block size kf, e-block size ke."""
+
+    @numba.njit(parallel=True, cache=True)
+    def eliminate_and_accumulate(chunk_points, v, diagonal, e_col0, gradient, cells_of_e, cell_f, pair_start,
+                                 pair_target, w, v_inv, vg, y_work, chol_work, s_priv, rhs_priv, failures):
+        # No allocation inside the prange body: numba may hoist it out of the loop and share it
+        # between threads (seen here as heap corruption). All scratch comes in per chunk.
+        n_chunks = chunk_points.shape[0] - 1
+        for ch in numba.prange(n_chunks):
+            failures[ch] = 0
+            sp = s_priv[ch]
+            rp = rhs_priv[ch]
+            for t in range(sp.shape[0]):
+                for i in range(kf):
+                    for j in range(kf):
+                        sp[t, i, j] = 0.0
+            for f in range(rp.shape[0]):
+                for i in range(kf):
+                    rp[f, i] = 0.0
+            y = y_work[ch]
+            L = chol_work[ch, 0]
+            M = chol_work[ch, 1]
+            for p in range(chunk_points[ch], chunk_points[ch + 1]):
+                c0 = e_col0 + p * ke
+                ok = True
+                for j in range(ke):
+                    s = v[p, j, j] + diagonal[c0 + j]
+                    for k in range(j):
+                        s -= L[j, k] * L[j, k]
+                    if not (s > 0.0):
+                        ok = False
+                        break
+                    d = math.sqrt(s)
+                    L[j, j] = d
+                    for i in range(j + 1, ke):
+                        t = v[p, i, j]
+                        for k in range(j):
+                            t -= L[i, k] * L[j, k]
+                        L[i, j] = t / d
+                if not ok:
+                    failures[ch] += 1
+                    continue
+                for c in range(ke):
+                    for i in range(ke):
+                        if i < c:
+                            M[i, c] = 0.0
+                        else:
+                            t = 1.0 if i == c else 0.0
+                            for k in range(c, i):
+                                t -= L[i, k] * M[k, c]
+                            M[i, c] = t / L[i, i]
+                for a in range(ke):
+                    for c in range(ke):
+                        s = 0.0
+                        for k in range(max(a, c), ke):
+                            s += M[k, a] * M[k, c]
+                        v_inv[p, a, c] = s
+                for a in range(ke):
+                    s = 0.0
+                    for c in range(ke):
+                        s += v_inv[p, a, c] * gradient[c0 + c]
+                    vg[p, a] = s
+                first = cells_of_e[p]
+                n_cells = cells_of_e[p + 1] - first
+                for la in range(n_cells):
+                    cell = first + la
+                    f = cell_f[cell]
+                    for r in range(kf):
+                        acc = 0.0
+                        for k in range(ke):
+                            acc += w[cell, r, k] * vg[p, k]
+                        rp[f, r] += acc
+                    for k in range(ke):
+                        for r in range(kf):
+                            s = 0.0
+                            for q in range(ke):
+                                s += w[cell, r, q] * v_inv[p, q, k]
+                            y[la, k, r] = s
+                q = pair_start[p]
+                for la in range(n_cells):
+                    for lb in range(la + 1):
+                        blk = sp[pair_target[q]]
+                        q += 1
+                        b = first + lb
+                        for cc in range(kf):
+                            for k in range(ke):
+                                wbk = w[b, cc, k]
+                                for rr in range(kf):
+                                    blk[cc, rr] += y[la, k, rr] * wbk
+
+    @numba.njit(parallel=True, cache=True)
+    def reduce_chunks(s_priv, rhs_priv, u_values, diag_positions, diagonal, colptr, tcol, ncol, nrow, within,
+                      tdiag, block_col, block_size, gradient, s_values, rhs):
+        n_chunks = s_priv.shape[0]
+        for t in numba.prange(tcol.shape[0]):
+            for cc in range(ncol[t]):
+                base = colptr[tcol[t] + cc] + within[t] - cc
+                start = cc if tdiag[t] else 0
+                for rr in range(start, nrow[t]):
+                    s = u_values[base + rr]
+                    for ch in range(n_chunks):
+                        s -= s_priv[ch, t, cc, rr]
+                    s_values[base + rr] = s
+        for c in range(diag_positions.shape[0]):
+            s_values[diag_positions[c]] += diagonal[c]
+        for f in numba.prange(rhs_priv.shape[1]):  # the f-blocks only
+            c0 = block_col[f]
+            for a in range(block_size[f]):
+                s = -gradient[c0 + a]
+                for ch in range(n_chunks):
+                    s += rhs_priv[ch, f, a]
+                rhs[c0 + a] = s
+
+    return eliminate_and_accumulate, reduce_chunks
+
+
+def chunk_points_by_pairs(pair_start: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Point boundaries cutting the points into n_chunks of about equal pair count."""
+    n_points = pair_start.shape[0] - 1
+    work = pair_start + np.arange(n_points + 1)  # pairs + a unit cost per point
+    goals = np.linspace(0, work[-1], n_chunks + 1)
+    bounds = np.searchsorted(work, goals, side="left")
+    bounds[0], bounds[-1] = 0, n_points
+    return np.maximum.accumulate(np.clip(bounds, 0, n_points)).astype(np.int64)
