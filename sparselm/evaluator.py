@@ -123,6 +123,8 @@ class Evaluator:
     ``values`` everywhere is a dict {group name: (n_blocks, block_size) array}.
     After :meth:`linearize`: ``residuals[g]`` (n, m), ``jacobians[g]`` (n, m, K), ``gradient``
     (n_columns,) = J^T r and ``column_norms`` = diag(J^T J), all whitened and loss-corrected.
+    Per-instance arrays are in the layout's internal order: row k belongs to the user's instance
+    ``layout.residuals[g].order[k]`` (see :meth:`in_user_order`).
     """
 
     def __init__(self, problem: Problem, layout: Layout, timer: PhaseTimer):
@@ -154,7 +156,7 @@ class Evaluator:
         return tuple(values[g] for g in rg.groups)
 
     def _weight(self, g, rg, residuals, jacobian):
-        a = rg.sqrt_information
+        a = self.layout.residuals[g].sqrt_information
         if a is None:
             return
         if isinstance(a, float):
@@ -173,13 +175,15 @@ class Evaluator:
         with self.timer.phase("residual"):
             total = 0.0
             for g, (rg, res) in enumerate(zip(self.problem.residual_groups, self._trial_residuals)):
-                rg.residual_type.residual_kernel(self._params(rg, values), rg.index, rg.data, res)
+                rl = self.layout.residuals[g]
+                rg.residual_type.residual_kernel(self._params(rg, values), rl.index, rl.data, res)
                 self._weight(g, rg, res, None)
                 total += _plain_cost(res) if rg.loss.is_trivial else _robust_cost(rg.loss.id, rg.loss.scale, res)
             return total if math.isfinite(total) else math.nan
 
-    def linearize(self, values: Dict[str, np.ndarray]) -> float:
-        """Evaluate residuals, Jacobian, gradient and column norms at ``values``; returns the cost.
+    def linearize(self, values: Dict[str, np.ndarray], gradient: bool = True) -> float:
+        """Evaluate residuals, Jacobian and (unless ``gradient`` is False, for a linear solver that
+        computes them in its own pass) gradient and column norms at ``values``; returns the cost.
 
         Raises NonFiniteError naming the group and instance if anything is NaN/Inf.
         """
@@ -188,11 +192,12 @@ class Evaluator:
             for g, rg in enumerate(self.problem.residual_groups):
                 res, jac, views = self.residuals[g], self.jacobians[g], self._jacobian_views[g]
                 params = self._params(rg, values)
+                rl = self.layout.residuals[g]
                 if rg.residual_type.jacobian_kernel is not None:
-                    rg.residual_type.jacobian_kernel(params, rg.index, rg.data, res, views)
+                    rg.residual_type.jacobian_kernel(params, rl.index, rl.data, res, views)
                 else:
-                    numeric_jacobian(rg.residual_type.residual_kernel, params, rg.index, rg.data, res, views)
-                self._check_finite(rg, res, jac)
+                    numeric_jacobian(rg.residual_type.residual_kernel, params, rl.index, rl.data, res, views)
+                self._check_finite(g, rg, res, jac)
                 self._weight(g, rg, res, jac)
                 if rg.loss.is_trivial:
                     total += _plain_cost(res)
@@ -201,6 +206,9 @@ class Evaluator:
                 mask = self._constant_coordinates[g]
                 if mask.any():
                     jac[:, :, mask] = 0.0
+        self.cost = total
+        if not gradient:
+            return total
         with self.timer.phase("gradient"):
             self.gradient[:] = 0.0
             self.column_norms[:] = 0.0
@@ -212,11 +220,11 @@ class Evaluator:
         self.cost = total
         return total
 
-    def _check_finite(self, rg, res, jac):
+    def _check_finite(self, g, rg, res, jac):
         if np.isfinite(res).all() and np.isfinite(jac).all():
             return
         bad = ~np.isfinite(res).all(axis=1) | ~np.isfinite(jac).all(axis=(1, 2))
-        i = int(np.flatnonzero(bad)[0])
+        i = int(self.layout.residuals[g].order[np.flatnonzero(bad)].min())
         blocks = ", ".join(f"{g}[{int(rg.index[i, j])}]" for j, g in enumerate(rg.groups))
         raise NonFiniteError(f"residual group {rg.name!r}: instance {i} ({blocks}) has a non-finite residual or "
                              f"Jacobian ({int(bad.sum())} instances in all)")
@@ -230,6 +238,12 @@ class Evaluator:
             jacobian_times_vector(rl.block, rl.slot_offset, lay.block_col, lay.block_size, self.jacobians[g], step, jd)
             total -= float(np.vdot(jd, self.residuals[g] + 0.5 * jd))
         return total
+
+    def in_user_order(self, g: int, array: np.ndarray) -> np.ndarray:
+        """A per-instance array of residual group g (internal order) in the user's order."""
+        out = np.empty_like(array)
+        out[self.layout.residuals[g].order] = array
+        return out
 
     # -- parameter updates --------------------------------------------------------------------
     def apply_step(self, values: Dict[str, np.ndarray], step: np.ndarray, out: Dict[str, np.ndarray]) -> None:

@@ -49,8 +49,7 @@ class Minimizer:
         """Minimise from ``values`` (updated in place to the best point); records go to ``summary``."""
         ev, ls, o, tr = self.evaluator, self.linear_solver, self.options, self.strategy
         trial = {k: np.empty_like(v) for k, v in values.items()}
-        cost = ev.linearize(values)
-        ls.linearize()
+        cost = self._linearize(values)
         summary.initial_cost = summary.final_cost = cost
         grad_norm = float(np.max(np.abs(ev.gradient))) if ev.gradient.size else 0.0
         self._record(summary, IterationRecord(0, cost, 0.0, grad_norm, 0.0, 0.0, tr.radius, 0, 0.0,
@@ -67,9 +66,10 @@ class Minimizer:
                     return self._stop(summary, "no_convergence", f"Maximum solver time reached ({o.max_time_s:g} s).")
                 iteration += 1
                 t_iter = time.perf_counter()
-                solution = ls.solve(tr.diagonal(ev.column_norms))
+                diagonal = tr.diagonal(ev.column_norms)
+                solution = ls.solve(diagonal)
                 step = solution.step
-                model_change = ev.model_cost_change(step) if solution.ok else math.nan
+                model_change = self._model_cost_change(solution, diagonal) if solution.ok else math.nan
                 valid = solution.ok and math.isfinite(model_change) and model_change > 0.0
                 if not valid:
                     invalid_in_row += 1
@@ -107,8 +107,7 @@ class Minimizer:
                 function_converged = math.isfinite(cost_change) and abs(cost_change) <= o.function_tolerance * cost
                 if success:
                     values, trial = self._swap(values, trial)
-                    cost = ev.linearize(values)
-                    ls.linearize()
+                    cost = self._linearize(values)
                     grad_norm = float(np.max(np.abs(ev.gradient)))
                     tr.step_accepted(ratio)
                     summary.successful_steps += 1
@@ -137,6 +136,24 @@ class Minimizer:
             return self._stop(summary, "interrupted", "Interrupted by the user (Ctrl-C); the best point so far is kept.")
         finally:
             self._values_out = values
+
+    def _linearize(self, values) -> float:
+        cost = self.evaluator.linearize(values, gradient=not self.linear_solver.provides_gradient)
+        self.linear_solver.linearize()
+        return cost
+
+    def _model_cost_change(self, solution, diagonal) -> float:
+        """L(0) - L(step) of the model L(d) = 1/2 |r + J d|^2.
+
+        For an exact solution of (J^T J + D) d = -g, d^T J^T J d = -g^T d - d^T D d, hence
+        L(0) - L(d) = -g^T d - 1/2 d^T J^T J d = (-g^T d + d^T D d) / 2 (two non-negative
+        terms, no cancellation); inexact (iterative) steps use J d explicitly.
+        """
+        d = solution.step
+        if solution.exact:
+            g = self.evaluator.gradient
+            return 0.5 * (float(d @ (diagonal * d)) - float(g @ d))
+        return self.evaluator.model_cost_change(d)
 
     @staticmethod
     def _swap(a, b):

@@ -40,8 +40,16 @@ from sparselm.problem import Problem
 
 @dataclass
 class ResidualLayout:
-    """Per residual group: slot offsets in its Jacobian array, free block ids, block-use CSR."""
+    """Per residual group, in *internal instance order*: the instances sorted (stably) by the
+    highest free block they touch, so that all residuals of one eliminated block (BA: one point)
+    are contiguous. ``order[k]`` is the user's index of internal instance k; ``index``, ``data``
+    and ``sqrt_information`` are the group's arrays permuted once. Also: slot offsets in the
+    Jacobian array, free block ids, block-use CSR."""
 
+    order: np.ndarray        # (n,) int64 user index of each internal instance
+    index: np.ndarray        # (n, n_slots) int64 block indices, internal order
+    data: np.ndarray         # (n, data_size) float64, internal order
+    sqrt_information: object  # as ResidualGroup.sqrt_information, permuted if per instance
     slot_offset: np.ndarray  # (n_slots,) int64 column offset of each slot in the (n, m, K) Jacobian
     slot_size: np.ndarray    # (n_slots,) int64
     block: np.ndarray        # (n, n_slots) int64 free block id or -1
@@ -102,13 +110,18 @@ def build_layout(problem: Problem) -> Layout:
         k = np.array(rg.residual_type.block_sizes, dtype=np.int64)
         slot_offset = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
         block = np.stack([block_id[gname][rg.index[:, j]] for j, gname in enumerate(rg.groups)], axis=1)
-        block = np.ascontiguousarray(block, dtype=np.int64)
+        perm = np.argsort(block.max(axis=1), kind="stable").astype(np.int64)
+        block = np.ascontiguousarray(block[perm], dtype=np.int64)
+        sqrt_info = rg.sqrt_information
+        if isinstance(sqrt_info, np.ndarray):
+            sqrt_info = np.ascontiguousarray(sqrt_info[perm])
         inst, slot = np.nonzero(block >= 0)
         owner = block[inst, slot]
         order_idx = np.argsort(owner, kind="stable")
         ptr = np.zeros(next_block + 1, dtype=np.int64)
         np.cumsum(np.bincount(owner, minlength=next_block), out=ptr[1:])
-        residual_layouts.append(ResidualLayout(slot_offset, k, block, ptr,
+        residual_layouts.append(ResidualLayout(perm, np.ascontiguousarray(rg.index[perm]),
+                                               np.ascontiguousarray(rg.data[perm]), sqrt_info, slot_offset, k, block, ptr,
                                                inst[order_idx].astype(np.int64), slot[order_idx].astype(np.int64)))
     return Layout([g.name for g in order], block_id, block_col, np.concatenate(sizes), next_col,
                   n_reduced_blocks, n_reduced_cols, np.concatenate(const_cols).astype(bool), residual_layouts)

@@ -26,12 +26,15 @@ from sparselm.timing import PhaseTimer
 
 @dataclass
 class LinearSolution:
-    """A step, or why there is none. iterations: CG iterations for iterative solvers, else 1."""
+    """A step, or why there is none. iterations: CG iterations for iterative solvers, else 1.
+    exact: the step solves the damped system to rounding error (direct solvers), so the model
+    decrease follows from g and D alone (see :mod:`sparselm.minimizer`)."""
 
     step: Optional[np.ndarray]
     ok: bool
     message: str = ""
     iterations: int = 1
+    exact: bool = True
 
 
 @dataclass
@@ -51,6 +54,8 @@ class LinearSolver(ABC):
     """Base class: subclasses set ``name`` and implement linearize() and solve()."""
 
     name: ClassVar[str] = ""
+    #: True when linearize() itself fills evaluator.gradient and evaluator.column_norms
+    provides_gradient: ClassVar[bool] = False
 
     def __init__(self, layout: Layout, evaluator: Evaluator, timer: PhaseTimer, options: LinearSolverOptions):
         self.layout = layout

@@ -68,9 +68,22 @@ class CholmodFactor:
         """Number of nonzeros of the Cholesky factor L (needs a factorization)."""
         return int(self._factor.L().nnz)
 
+    def column_counts(self) -> np.ndarray:
+        """Nonzeros stored in each column of L, diagonal included (needs a factorization).
+
+        Their sum is :meth:`factor_nnz`; the sum of their squares is CHOLMOD's flop count of the
+        factorization (``Common->fl``), computed here on the factor's stored pattern.
+        """
+        return np.diff(self._factor.L().indptr).astype(np.int64)
+
     def is_supernodal(self) -> bool:
         """True when CHOLMOD chose (or was told) the supernodal method."""
         return bool(getattr(self._factor, "_is_super", self.mode == "supernodal"))
+
+
+def extension_path() -> str:
+    """File of scikit-sparse's CHOLMOD extension module; calling this loads CHOLMOD and its BLAS."""
+    return str(_cholmod().__file__)
 
 
 def available_orderings() -> tuple:

@@ -15,10 +15,11 @@ import scipy.linalg
 
 from sparselm.linalg.base import LinearSolution, LinearSolver
 from sparselm.linalg.cholmod import CholmodFactor
-from sparselm.linalg.schur_kernels import accumulate_v, accumulate_w, back_substitute
+from sparselm.linalg.schur_kernels import back_substitute
+from sparselm.linalg.schur_linearize import chunk_instances, linearize_kernel, reduce_linearization, zero_private
 from sparselm.linalg.schur_point_pass import chunk_points_by_pairs, point_pass_kernels
 from sparselm.linalg.schur_structure import build_schur_structure
-from sparselm.structure import Layout, accumulate_normal_matrix
+from sparselm.structure import Layout
 
 DENSE_SCHUR_MAX_COLUMNS = 2000
 PRIVATE_S_BYTES = 512 * 2**20  # cap on the per-chunk copies of S's blocks
@@ -31,7 +32,12 @@ def _chunk_count(threads: int, n_targets: int, kf: int) -> int:
 
 
 class SchurSolver(LinearSolver):
-    """Shared elimination and back-substitution; subclasses factor and solve S."""
+    """Shared elimination and back-substitution; subclasses factor and solve S.
+
+    Its fused linearisation pass also computes the gradient and the column norms, so the
+    evaluator skips its own (``provides_gradient``)."""
+
+    provides_gradient = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -53,6 +59,11 @@ class SchurSolver(LinearSolver):
             self._failures = np.zeros(n_chunks, dtype=np.int64)
             self._s_private = np.zeros((n_chunks, st.pattern.n_targets, kf, kf))
             self._rhs_private = np.zeros((n_chunks, st.n_f_blocks, kf))
+            self._u_private = np.zeros((n_chunks, st.pattern.n_targets, kf, kf))
+            self._g_private = np.zeros((n_chunks, lay.n_reduced_columns))
+            self._n_private = np.zeros((n_chunks, lay.n_reduced_columns))
+            self._chunk_instances = [chunk_instances(gm.e_local, n_chunks) for gm in st.groups]
+            self._linearize_kernels = [linearize_kernel(res.shape[1], kf, ke) for res in self.evaluator.residuals]
             self.u_values = np.zeros(st.pattern.nnz)
             self.s_values = np.zeros(st.pattern.nnz)
             self.rhs = np.zeros(lay.n_reduced_columns)
@@ -62,15 +73,20 @@ class SchurSolver(LinearSolver):
         st, lay, ev = self.structure, self.layout, self.evaluator
         p = st.pattern
         with self.timer.phase("assembly"):
-            self.v[:] = 0.0
-            self.w[:] = 0.0
-            self.u_values[:] = 0.0
-            for rl, jac, es, (cptr, cinst, cfs), (uptr, uinst, ua, ub) in zip(
-                    lay.residuals, ev.jacobians, st.e_slot, st.cell_contrib, st.u_contrib):
-                accumulate_v(rl.use_ptr, rl.use_instance, rl.use_slot, rl.slot_offset, st.n_f_blocks, jac, self.v)
-                accumulate_w(cptr, cinst, cfs, es, rl.slot_offset, rl.slot_size, jac, self.w)
-                accumulate_normal_matrix(uptr, uinst, ua, ub, rl.slot_offset, p.colptr, p.target_col, p.target_ncol,
-                                         p.target_nrow, p.target_within, p.target_diag, jac, self.u_values)
+            self.v.fill(0.0)
+            self.w.fill(0.0)
+            ev.gradient.fill(0.0)
+            ev.column_norms.fill(0.0)
+            zero_private(self._u_private, self._g_private, self._n_private)
+            for g, (rl, gm) in enumerate(zip(lay.residuals, st.groups)):
+                self._linearize_kernels[g](self._chunk_instances[g], st.e_slot[g], gm.e_local, rl.block,
+                                           rl.slot_offset, rl.slot_size, gm.cell_of, gm.combo_a, gm.combo_b,
+                                           gm.u_target, st.n_f_blocks, st.e_col0, lay.block_col, ev.residuals[g],
+                                           ev.jacobians[g], self.v, self.w, ev.gradient, ev.column_norms,
+                                           self._u_private, self._g_private, self._n_private)
+            reduce_linearization(self._u_private, self._g_private, self._n_private, p.colptr, p.target_col,
+                                 p.target_ncol, p.target_nrow, p.target_within, p.target_diag, self.u_values,
+                                 ev.gradient, ev.column_norms)
 
     def solve(self, diagonal: np.ndarray) -> LinearSolution:
         st, lay, g = self.structure, self.layout, self.evaluator.gradient

@@ -110,11 +110,19 @@ def point_pass_kernels(kf: int, ke: int):
                         blk = sp[pair_target[q]]
                         q += 1
                         b = first + lb
-                        for cc in range(kf):
-                            for k in range(ke):
-                                wbk = w[b, cc, k]
+                        if ke == 3:  # the common case (points): three W values held in registers
+                            for cc in range(kf):
+                                w0 = w[b, cc, 0]
+                                w1 = w[b, cc, 1]
+                                w2 = w[b, cc, 2]
                                 for rr in range(kf):
-                                    blk[cc, rr] += y[la, k, rr] * wbk
+                                    blk[cc, rr] += y[la, 0, rr] * w0 + y[la, 1, rr] * w1 + y[la, 2, rr] * w2
+                        else:
+                            for cc in range(kf):
+                                for k in range(ke):
+                                    wbk = w[b, cc, k]
+                                    for rr in range(kf):
+                                        blk[cc, rr] += y[la, k, rr] * wbk
 
     @numba.njit(parallel=True, cache=True)
     def reduce_chunks(s_priv, rhs_priv, u_values, diag_positions, diagonal, colptr, tcol, ncol, nrow, within,

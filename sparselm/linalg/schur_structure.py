@@ -12,8 +12,8 @@ needs every residual block to touch at most one e-block (true for BA).
 Objects built here:
 - per residual group, each instance's e-block (local id, or -1) and the slot it sits in;
 - *cells*: the distinct (e-block, f-block) pairs that share a residual block, sorted by e-block
-  then f-block, each holding W_{f,e} = sum J_f^T J_e (usually one instance), with per-group
-  contribution lists (ptr over cells, instance, f-slot), and the cells grouped by f-block;
+  then f-block, each holding W_{f,e} = sum J_f^T J_e (usually one instance); per residual group
+  the cell of each (instance, f-slot), and the cells grouped by f-block;
 - the block pattern of lower(S) over the f-blocks: every pair of cells of one e-block gives a
   block (f(a), f(b)), plus U's own f-f blocks; for every cell pair, in point order, the S block
   it updates (see :mod:`sparselm.linalg.schur_point_pass` for how they are accumulated).
@@ -26,7 +26,23 @@ from typing import List, Tuple
 import numba
 import numpy as np
 
-from sparselm.structure import BlockPattern, Layout, build_block_pattern, csr_by_target, gather_slot_pairs, slot_pairs
+from sparselm.structure import BlockPattern, Layout, build_block_pattern, csr_by_target, slot_pairs
+
+
+@dataclass
+class SchurGroupMaps:
+    """Per residual group (internal instance order): where each instance's products go.
+
+    e_local   (n,) local e-block id or -1;   cell_of (n, n_slots) cell of each f-slot or -1;
+    combo_a/b unordered pairs of slots (a <= b) that can both hold f-blocks;
+    u_target  (n, n_combos) the S block receiving J_a^T J_b (rows: the larger block id) or -1.
+    """
+
+    e_local: np.ndarray
+    cell_of: np.ndarray
+    combo_a: np.ndarray
+    combo_b: np.ndarray
+    u_target: np.ndarray
 
 
 class SchurNotApplicable(ValueError):
@@ -45,11 +61,10 @@ class SchurStructure:
     cell_e: np.ndarray                # (n_cells,) local e-block id
     cell_f: np.ndarray                # (n_cells,) f-block id
     cells_of_e: np.ndarray            # (n_e + 1,) ptr: cells of e-block p are cells_of_e[p]:cells_of_e[p+1]
-    cell_contrib: List[Tuple[np.ndarray, np.ndarray, np.ndarray]]  # per group: ptr over cells, inst, f-slot
+    groups: List["SchurGroupMaps"]    # per residual group: maps from its instances into cells and S
     cells_of_f_ptr: np.ndarray        # (n_f + 1,)
     cells_of_f: np.ndarray            # cell ids grouped by f-block
     pattern: BlockPattern             # lower(S)
-    u_contrib: list                   # per group: (ptr over S targets, inst, slot_a, slot_b)
     pair_start: np.ndarray            # (n_e + 1,) first pair of each e-block (pairs la >= lb of its cells)
     pair_target: np.ndarray           # (n_pairs,) S target of each pair, in point order
     max_cells: int                    # most cells of one e-block
@@ -120,26 +135,15 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     n_f = layout.n_reduced_blocks
     n_e = layout.n_blocks - n_f
     # cells: distinct (e, f) pairs
-    keys, contrib = [], []
+    keys = []
     for rl, es in zip(layout.residuals, e_slot):
-        inst_all, fs_all = [], []
-        for j in range(rl.block.shape[1]):
-            ok = np.flatnonzero((es >= 0) & (rl.block[:, j] >= 0) & (rl.block[:, j] < n_f))
-            inst_all.append(ok)
-            fs_all.append(np.full(ok.size, j, dtype=np.int64))
-        inst = np.concatenate(inst_all).astype(np.int64)
-        fslot = np.concatenate(fs_all)
-        e_local = rl.block[inst, es[inst]] - n_f
-        keys.append(e_local * n_f + rl.block[inst, fslot])
-        contrib.append((inst, fslot))
-    cell_keys = np.unique(np.concatenate(keys))
+        e_local = np.where(es >= 0, rl.block[np.arange(es.size), np.maximum(es, 0)] - n_f, -1)
+        f_ok = (rl.block >= 0) & (rl.block < n_f) & (e_local >= 0)[:, None]
+        keys.append(np.where(f_ok, e_local[:, None] * n_f + rl.block, -1))
+    cell_keys = np.unique(np.concatenate([k[k >= 0] for k in keys]))
     cell_e, cell_f = cell_keys // n_f, cell_keys % n_f
     cells_of_e = np.zeros(n_e + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell_e, minlength=n_e), out=cells_of_e[1:])
-    cell_contrib = []
-    for k, (inst, fslot) in zip(keys, contrib):
-        ptr, order = csr_by_target(np.searchsorted(cell_keys, k), cell_keys.size)
-        cell_contrib.append((ptr, inst[order], fslot[order]))
     cells_of_f_ptr, cells_of_f = csr_by_target(cell_f, n_f)
     # S pattern: cell pairs and U's f-f blocks
     pair_a, pair_b = _cell_pairs(cells_of_e)
@@ -150,12 +154,30 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     f_col = layout.block_col[:n_f]
     f_size = layout.block_size[:n_f]
     pattern = build_block_pattern(np.concatenate([cell_f[pair_a] * n_f + cell_f[pair_b]] + u_keys), f_col, f_size)
-    u_contrib = gather_slot_pairs(layout, pattern, n_f)
+    groups = [_group_maps(rl, es, k, cell_keys, pattern, n_f) for rl, es, k in zip(layout.residuals, e_slot, keys)]
     pair_target = pattern.targets_of(cell_f[pair_a], cell_f[pair_b])
     cells_per_e = np.diff(cells_of_e)
     pair_start = np.zeros(n_e + 1, dtype=np.int64)
     np.cumsum(cells_per_e * (cells_per_e + 1) // 2, out=pair_start[1:])
     return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, e_slot, cell_e, cell_f, cells_of_e,
-                          cell_contrib, cells_of_f_ptr, cells_of_f.astype(np.int64), pattern, u_contrib,
+                          groups, cells_of_f_ptr, cells_of_f.astype(np.int64), pattern,
                           pair_start, pair_target.astype(np.int64), int(cells_per_e.max(initial=0)))
 
+
+
+def _group_maps(rl, e_slot, keys, cell_keys, pattern: BlockPattern, n_f: int) -> SchurGroupMaps:
+    """Cells and S targets of one residual group's instances (see SchurGroupMaps)."""
+    n, n_slots = rl.block.shape
+    e_local = np.where(e_slot >= 0, rl.block[np.arange(n), np.maximum(e_slot, 0)] - n_f, -1).astype(np.int64)
+    cell_of = np.where(keys >= 0, np.searchsorted(cell_keys, np.maximum(keys, 0)), -1).astype(np.int64)
+    is_f = (rl.block >= 0) & (rl.block < n_f)
+    combos = [(a, b) for a in range(n_slots) for b in range(a, n_slots) if is_f[:, a].any() and is_f[:, b].any()]
+    combo_a = np.array([c[0] for c in combos], dtype=np.int64)
+    combo_b = np.array([c[1] for c in combos], dtype=np.int64)
+    u_target = np.full((n, len(combos)), -1, dtype=np.int64)
+    for q, (a, b) in enumerate(combos):
+        ok = np.flatnonzero(is_f[:, a] & is_f[:, b])
+        hi = np.maximum(rl.block[ok, a], rl.block[ok, b])
+        lo = np.minimum(rl.block[ok, a], rl.block[ok, b])
+        u_target[ok, q] = pattern.targets_of(hi, lo)
+    return SchurGroupMaps(e_local, np.ascontiguousarray(cell_of), combo_a, combo_b, u_target)
