@@ -21,7 +21,7 @@ Objects built here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List
 
 import numba
 import numpy as np
