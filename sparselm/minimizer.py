@@ -50,6 +50,7 @@ class Minimizer:
         ev, ls, o, tr = self.evaluator, self.linear_solver, self.options, self.strategy
         trial = {k: np.empty_like(v) for k, v in values.items()}
         cost = self._linearize(values)
+        tr.fix_jacobi_scaling(ev.column_norms)
         summary.initial_cost = summary.final_cost = cost
         grad_norm = float(np.max(np.abs(ev.gradient))) if ev.gradient.size else 0.0
         self._record(summary, IterationRecord(0, cost, 0.0, grad_norm, 0.0, 0.0, tr.radius, 0, 0.0,

@@ -23,6 +23,9 @@ class SolverOptions:
                      'gauss_newton' (no damping: every decreasing step is taken).
     linear_solver    one of LINEAR_SOLVERS; 'auto' picks by problem shape.
     threads          numba worker threads (None: all cores).
+    jacobi_scaling   scale the damping as Ceres' column (Jacobi) scaling does (see
+                     :mod:`sparselm.strategy`); off by default since Marquardt damping is already
+                     invariant to the scale of the parameters.
     callbacks        called with each IterationRecord; return True to stop the solve.
     """
 
