@@ -13,8 +13,10 @@ _set_thread_defaults()
 from sparselm.options import SolverOptions  # noqa: E402
 from sparselm.problem import Problem  # noqa: E402
 from sparselm.residuals import ResidualType, check_jacobian  # noqa: E402
+from sparselm.scipy_api import least_squares  # noqa: E402
 from sparselm.solver import solve  # noqa: E402
 from sparselm.summary import IterationRecord, Summary  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Problem", "ResidualType", "SolverOptions", "Summary", "IterationRecord", "solve", "check_jacobian"]
+__all__ = ["Problem", "ResidualType", "SolverOptions", "Summary", "IterationRecord", "solve", "check_jacobian",
+           "least_squares"]
