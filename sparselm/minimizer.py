@@ -97,9 +97,7 @@ class Minimizer:
                     trial_cost = math.inf
                 x_norm = self._free_norm(values)
                 if step_norm <= o.parameter_tolerance * (x_norm + o.parameter_tolerance):
-                    self._record(summary, IterationRecord(iteration, cost, 0.0, grad_norm, step_norm, 0.0, tr.radius,
-                                                          solution.iterations, time.perf_counter() - t_iter,
-                                                          time.perf_counter() - start_time, False))
+                    # As Ceres: the step is not taken and the iteration is not recorded.
                     return self._stop(summary, "convergence", f"Parameter tolerance reached: |step| {step_norm:.3e} <= "
                                       f"{o.parameter_tolerance * (x_norm + o.parameter_tolerance):.3e}.")
                 cost_change = cost - trial_cost

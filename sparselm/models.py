@@ -8,19 +8,19 @@ the units of the observation; Sigma weighting and robust losses are the evaluato
 ================== ===== ======== ==== ======================================================== =====
 type               m     blocks   data residual                                                 J
 ================== ===== ======== ==== ======================================================== =====
-``linear(m, k)``   m     (k,)     m k+m r = A x - b; data row = [A row-major (m*k), b (m)]       yes
-``LINEAR``         1     (2,)     3    ``linear(1, 2)``: straight line r = x0 + x1 t - y,        yes
+``linear(m, k)``   m     (k,)     mk+m r = A x - b; data row = [A row-major (m*k), b (m)]       yes
+``LINEAR``         1     (2,)     3    ``linear(1, 2)``: straight line r = x0 + x1 t - y,       yes
                                        data row ``(1, t, y)`` (see :func:`linear_data`)
 ``EXPONENTIAL``    1     (2,)     2    r = a exp(-b t) - y; x = (a, b), data (t, y)             yes
 ``GAUSSIAN``       1     (3,)     2    r = A exp(-(t - mu)^2 / (2 s^2)) - y; x = (A, mu, s)     yes
-``DISTANCE_2D``    1     (2, 2)   1    r = |p - q| - d; two 2-D points p, q, data (d,)           yes
+``DISTANCE_2D``    1     (2, 2)   1    r = |p - q| - d; two 2-D points p, q, data (d,)          yes
 ``OFFSET_2D``      2     (2, 2)   2    r = q - p - d; measured displacement d of q from p       yes
-``prior(k)``       k     (k,)     k    r = x - x_prior; data row = x_prior                       yes
-``ROSENBROCK``     2     (2,)     0    r = (10 (x1 - x0^2), 1 - x0)                              yes
+``prior(k)``       k     (k,)     k    r = x - x_prior; data row = x_prior                      yes
+``ROSENBROCK``     2     (2,)     0    r = (10 (x1 - x0^2), 1 - x0)                             yes
 ``POWELL``         4     (4,)     0    Powell's singular function (below)                       yes
 ``FREUDENSTEIN``   2     (2,)     0    Freudenstein and Roth (below)                            yes
-``BARD``           1     (3,)     4    r = x0 + u / (v x1 + w x2) - y; data (u, v, w, y)         no
-``MEYER``          1     (3,)     2    r = x0 exp(x1 / (t + x2)) - y; data (t, y)                yes
+``BARD``           1     (3,)     4    r = x0 + u / (v x1 + w x2) - y; data (u, v, w, y)        no
+``MEYER``          1     (3,)     2    r = x0 exp(x1 / (t + x2)) - y; data (t, y)               yes
 ================== ===== ======== ==== ======================================================== =====
 
 The classic functions are those of Moré, Garbow and Hillstrom, "Testing unconstrained optimization

@@ -51,7 +51,6 @@ class SolverOptions:
     cg_tolerance: float = 1e-1
     threads: Optional[int] = None
     verbose: bool = False
-    progress_every_s: float = 0.0
     callbacks: List[Callable] = field(default_factory=list)
 
     def __post_init__(self):
@@ -61,8 +60,7 @@ class SolverOptions:
         """Raise ValueError naming the first option that is out of range."""
         positive = ("max_time_s", "initial_trust_region_radius", "max_trust_region_radius", "min_trust_region_radius",
                     "min_diagonal", "max_diagonal", "cg_tolerance")
-        non_negative = ("function_tolerance", "gradient_tolerance", "parameter_tolerance", "min_relative_decrease",
-                        "progress_every_s")
+        non_negative = ("function_tolerance", "gradient_tolerance", "parameter_tolerance", "min_relative_decrease")
         for name in positive + non_negative:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
@@ -78,6 +76,12 @@ class SolverOptions:
         if self.linear_solver not in LINEAR_SOLVERS:
             raise ValueError(f"option linear_solver: unknown {self.linear_solver!r}; "
                              f"choose one of {', '.join(LINEAR_SOLVERS)}")
+        from sparselm.linalg.cholmod import MODES, ORDERINGS  # no scikit-sparse import at this point
+
+        if self.ordering not in ORDERINGS:
+            raise ValueError(f"option ordering: unknown {self.ordering!r}; choose one of {', '.join(ORDERINGS)}")
+        if self.factorization not in MODES:
+            raise ValueError(f"option factorization: unknown {self.factorization!r}; choose one of {', '.join(MODES)}")
         if self.min_diagonal > self.max_diagonal:
             raise ValueError("option min_diagonal must not exceed max_diagonal")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)

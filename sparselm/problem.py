@@ -149,6 +149,9 @@ def sqrt_information_from(name: str, n: int, m: int, sigma=None, covariance=None
     mats = _float_array(f"residual group {name!r}: {kind}", covariance if covariance is not None else information,
                         np.asarray(covariance if covariance is not None else information).ndim)
     if mats.ndim == 2:
+        if mats.shape != (m, m):
+            raise ValueError(f"residual group {name!r}: {kind} must have shape ({m}, {m}) or ({n}, {m}, {m}), "
+                             f"got {mats.shape}")
         mats = np.broadcast_to(mats, (n, m, m))
     if mats.shape != (n, m, m):
         raise ValueError(f"residual group {name!r}: {kind} must have shape ({m}, {m}) or ({n}, {m}, {m}), got {mats.shape}")
@@ -237,8 +240,13 @@ class Problem:
         blocks      one (parameter_group_name, index_array) pair per slot of the type.
         data        (n, data_size) per-instance constants (e.g. observed pixels).
         sigma / covariance / information   weighting, see :func:`sqrt_information_from`.
-        loss        None/'linear', 'huber', 'soft_l1', 'cauchy', 'arctan'; loss_scale in residual units.
+        loss        None/'linear', 'huber', 'soft_l1', 'cauchy', 'arctan'; loss_scale in units of the
+                    whitened residual (i.e. of sigma when a weighting is given).
         """
+        if not isinstance(name, str) or not name:
+            raise ValueError("residual group name must be a non-empty string")
+        if any(r.name == name for r in self.residual_groups):
+            raise ValueError(f"residual group {name!r} already exists")
         if not isinstance(residual_type, ResidualType):
             raise ValueError(f"residual group {name!r}: residual_type must be a ResidualType")
         rt = residual_type
@@ -264,6 +272,14 @@ class Problem:
             columns.append(col)
         if n == 0:
             raise ValueError(f"residual group {name!r}: no residual blocks")
+        for a in range(len(columns)):
+            for b in range(a):
+                same = (columns[a] == columns[b]) if group_names[a] == group_names[b] else None
+                if same is not None and same.any():
+                    i = int(np.flatnonzero(same)[0])
+                    raise ValueError(f"residual group {name!r}: instance {i} uses block {int(columns[a][i])} of "
+                                     f"{group_names[a]!r} in slots {b} and {a}; a residual block must touch "
+                                     "distinct parameter blocks (as in Ceres)")
         index = np.ascontiguousarray(np.stack(columns, axis=1))
         if data is None:
             data = np.zeros((n, rt.data_size))

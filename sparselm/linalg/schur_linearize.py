@@ -114,13 +114,6 @@ def linearize_kernel(m: int, kf: int, ke: int):
                                 for r in range(m):
                                     s += jacobian[i, r, oa + rr] * jacobian[i, r, ob + cc]
                                 blk[cc, rr] += s
-                    if sa != sb and block[i, sa] == block[i, sb]:  # same block in two slots
-                        for cc in range(slot_size[sa]):
-                            for rr in range(slot_size[sb]):
-                                s = 0.0
-                                for r in range(m):
-                                    s += jacobian[i, r, ob + rr] * jacobian[i, r, oa + cc]
-                                blk[cc, rr] += s
 
     return linearize_pass
 
