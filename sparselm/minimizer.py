@@ -14,7 +14,6 @@ decreasing steps are accepted, so the point held is always the best seen. Termin
 from __future__ import annotations
 
 import math
-import sys
 import time
 from typing import Callable, Dict, Optional
 
@@ -106,6 +105,7 @@ class Minimizer:
                 function_converged = math.isfinite(cost_change) and abs(cost_change) <= o.function_tolerance * cost
                 if success:
                     values, trial = self._swap(values, trial)
+                    summary.final_cost = trial_cost  # before linearising: Ctrl-C may land there
                     cost = self._linearize(values)
                     grad_norm = float(np.max(np.abs(ev.gradient)))
                     tr.step_accepted(ratio)

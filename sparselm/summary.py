@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 TERMINATIONS = {
     "convergence": "a tolerance was reached",

@@ -5,10 +5,8 @@ elimination and S in :mod:`sparselm.linalg.schur_point_pass`.
 """
 from __future__ import annotations
 
-import math
 
 import numba
-import numpy as np
 
 
 @numba.njit(parallel=True, cache=True)
