@@ -21,7 +21,11 @@ class SolverOptions:
 
     damping          'marquardt' (lambda * clamp(diag(J^T J))), 'levenberg' (lambda * I) or
                      'gauss_newton' (no damping: every decreasing step is taken).
-    linear_solver    one of LINEAR_SOLVERS; 'auto' picks by problem shape.
+    linear_solver    one of LINEAR_SOLVERS; 'auto' picks by problem shape (see sparselm.linalg.auto).
+    preconditioner, schur_variant, cg_termination, min/max_cg_iterations, cg_tolerance
+                     iterative_schur: 'schur_jacobi' or 'jacobi'; 'implicit' (S never formed) or
+                     'explicit'; stop CG on the residual (|r| <= cg_tolerance |b|) or, as Ceres'
+                     LM, on the 'quadratic' model's relative decrease.
     threads          numba worker threads (None: all cores).
     jacobi_scaling   scale the damping as Ceres' column (Jacobi) scaling does (see
                      :mod:`sparselm.strategy`); off by default since Marquardt damping is already
@@ -47,6 +51,9 @@ class SolverOptions:
     ordering: str = "amd"
     factorization: str = "supernodal"
     preconditioner: str = "schur_jacobi"
+    schur_variant: str = "implicit"
+    cg_termination: str = "residual"
+    min_cg_iterations: int = 0
     max_cg_iterations: int = 500
     cg_tolerance: float = 1e-1
     threads: Optional[int] = None
@@ -67,7 +74,7 @@ class SolverOptions:
                 raise ValueError(f"option {name}: expected a number, got {v!r}")
             if (name in positive and v <= 0) or v < 0:
                 raise ValueError(f"option {name}: must be {'positive' if name in positive else 'non-negative'}, got {v}")
-        for name in ("max_iterations", "max_consecutive_invalid_steps", "max_cg_iterations"):
+        for name in ("max_iterations", "max_consecutive_invalid_steps", "max_cg_iterations", "min_cg_iterations"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"option {name}: expected a non-negative integer, got {v!r}")
@@ -82,6 +89,11 @@ class SolverOptions:
             raise ValueError(f"option ordering: unknown {self.ordering!r}; choose one of {', '.join(ORDERINGS)}")
         if self.factorization not in MODES:
             raise ValueError(f"option factorization: unknown {self.factorization!r}; choose one of {', '.join(MODES)}")
+        for name, allowed in (("preconditioner", ("schur_jacobi", "jacobi")),
+                              ("schur_variant", ("implicit", "explicit")),
+                              ("cg_termination", ("residual", "quadratic"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"option {name}: unknown {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         if self.min_diagonal > self.max_diagonal:
             raise ValueError("option min_diagonal must not exceed max_diagonal")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)

@@ -85,7 +85,7 @@ from sparselm.linalg.cholmod import MODES, ORDERINGS, CholmodFactor
 from sparselm.linalg.dense import MAX_DENSE_COLUMNS
 from sparselm.loss import make_loss
 from sparselm.options import SolverOptions
-from sparselm.solver import DENSE_MAX_COLUMNS
+from sparselm.linalg.auto import DENSE_MAX_COLUMNS
 from sparselm.strategy import LevenbergMarquardtStrategy
 from sparselm.summary import TABLE_HEADER, IterationRecord, Summary
 from sparselm.timing import PhaseTimer

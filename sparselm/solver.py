@@ -7,31 +7,13 @@ from typing import Optional
 from sparselm import threads
 from sparselm.evaluator import Evaluator
 from sparselm.linalg import SOLVERS, LinearSolverOptions
+from sparselm.linalg.auto import choose_linear_solver
 from sparselm.minimizer import Minimizer
 from sparselm.options import SolverOptions
 from sparselm.problem import Problem
-from sparselm.structure import Layout, build_layout
+from sparselm.structure import build_layout
 from sparselm.summary import Summary
 from sparselm.timing import PhaseTimer
-
-DENSE_MAX_COLUMNS = 300
-
-
-def choose_linear_solver(problem: Problem, layout: Layout, requested: str) -> str:
-    """Resolve 'auto': a Schur solver when a group is eliminated and the solver exists,
-    dense for tiny problems, sparse normal Cholesky otherwise."""
-    if requested != "auto":
-        if requested not in SOLVERS:
-            raise ValueError(f"linear solver {requested!r} is not available; available: {', '.join(sorted(SOLVERS))}")
-        return requested
-    if layout.n_reduced_columns < layout.n_columns and "sparse_schur" in SOLVERS:
-        from sparselm.linalg.schur import auto_schur_choice
-
-        return auto_schur_choice(layout)
-    if layout.n_columns <= DENSE_MAX_COLUMNS:
-        return "dense"
-    return "sparse_normal_cholesky"
-
 
 def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -> Summary:
     """Minimise ``problem`` with Levenberg-Marquardt; the solution is written into its groups' values.
@@ -49,16 +31,19 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
     timer = PhaseTimer()
     n_threads = threads.configure(options.threads)
     layout = build_layout(problem)
-    name = choose_linear_solver(problem, layout, options.linear_solver)
+    name, reason = choose_linear_solver(layout, options.linear_solver, SOLVERS)
     evaluator = Evaluator(problem, layout, timer)
     lin_opts = LinearSolverOptions(ordering=options.ordering, factorization=options.factorization,
-                                   max_cg_iterations=options.max_cg_iterations, cg_tolerance=options.cg_tolerance,
-                                   preconditioner=options.preconditioner)
+                                   max_cg_iterations=options.max_cg_iterations,
+                                   min_cg_iterations=options.min_cg_iterations, cg_tolerance=options.cg_tolerance,
+                                   preconditioner=options.preconditioner,
+                                   extra={"schur_variant": options.schur_variant,
+                                          "cg_termination": options.cg_termination})
     linear_solver = SOLVERS[name](layout, evaluator, timer, lin_opts)
     summary = Summary()
     summary.setup_time_s = time.perf_counter() - start
     summary.problem = dict(problem.sizes(), free_parameters=layout.n_columns)
-    used = dict(given, linear_solver=name, threads=n_threads)
+    used = dict(given, linear_solver=name, linear_solver_reason=reason, threads=n_threads)
     summary.options_given, summary.options_used = given, used
     values = {g.name: g.values.copy() for g in problem.parameter_groups.values()}
     minimizer = Minimizer(evaluator, linear_solver, options)

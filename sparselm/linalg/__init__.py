@@ -3,7 +3,9 @@ from sparselm.linalg.base import LinearSolution, LinearSolver, LinearSolverOptio
 from sparselm.linalg.dense import DenseNormalCholesky
 from sparselm.linalg.sparse_normal import SparseNormalCholesky
 from sparselm.linalg.schur import DenseSchur, SparseSchur
+from sparselm.linalg.iterative_schur import IterativeSchur
 
-SOLVERS = {cls.name: cls for cls in (DenseNormalCholesky, SparseNormalCholesky, DenseSchur, SparseSchur)}
+SOLVERS = {cls.name: cls for cls in (DenseNormalCholesky, SparseNormalCholesky, DenseSchur, SparseSchur,
+                                     IterativeSchur)}
 
 __all__ = ["LinearSolution", "LinearSolver", "LinearSolverOptions", "SOLVERS"]

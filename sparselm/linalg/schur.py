@@ -59,7 +59,7 @@ class SchurSolver(LinearSolver):
             self._failures = np.zeros(n_chunks, dtype=np.int64)
             self._s_private = np.zeros((n_chunks, st.pattern.n_targets, kf, kf))
             self._rhs_private = np.zeros((n_chunks, st.n_f_blocks, kf))
-            self._u_private = np.zeros((n_chunks, st.pattern.n_targets, kf, kf))
+            self._u_private = np.zeros((n_chunks, st.u_blocks.shape[0], kf, kf))
             self._g_private = np.zeros((n_chunks, lay.n_reduced_columns))
             self._n_private = np.zeros((n_chunks, lay.n_reduced_columns))
             self._chunk_instances = [chunk_instances(gm.e_local, n_chunks) for gm in st.groups]
@@ -84,8 +84,8 @@ class SchurSolver(LinearSolver):
                                            gm.u_target, st.n_f_blocks, st.e_col0, lay.block_col, ev.residuals[g],
                                            ev.jacobians[g], self.v, self.w, ev.gradient, ev.column_norms,
                                            self._u_private, self._g_private, self._n_private)
-            reduce_linearization(self._u_private, self._g_private, self._n_private, p.colptr, p.target_col,
-                                 p.target_ncol, p.target_nrow, p.target_within, p.target_diag, self.u_values,
+            reduce_linearization(self._u_private, self._g_private, self._n_private, st.u_blocks, p.colptr,
+                                 p.target_col, p.target_ncol, p.target_nrow, p.target_within, p.target_diag, self.u_values,
                                  ev.gradient, ev.column_norms)
 
     def solve(self, diagonal: np.ndarray) -> LinearSolution:
@@ -169,12 +169,3 @@ class DenseSchur(SchurSolver):
                 return None
         with self.timer.phase("solve"):
             return scipy.linalg.cho_solve(factor, self.rhs, check_finite=False)
-
-
-def auto_schur_choice(layout: Layout) -> str:
-    """'dense_schur' for small reduced systems, else 'sparse_schur'."""
-    from sparselm.linalg.schur_structure import schur_applicable
-
-    if not schur_applicable(layout):
-        return "sparse_normal_cholesky"
-    return "dense_schur" if layout.n_reduced_columns <= 200 else "sparse_schur"

@@ -133,18 +133,20 @@ def zero_private(u_priv, g_priv, n_priv):
 
 
 @numba.njit(parallel=True, cache=True)
-def reduce_linearization(u_priv, g_priv, n_priv, colptr, tcol, ncol, nrow, within, tdiag, u_values, gradient,
-                         column_norms):
-    """u_values(lower S pattern) = sum of chunks; gradient/column norms of the f columns likewise."""
+def reduce_linearization(u_priv, g_priv, n_priv, u_blocks, colptr, tcol, ncol, nrow, within, tdiag, u_values,
+                         gradient, column_norms):
+    """U's blocks (u_blocks: their S targets) in the lower S pattern = sum of chunks; gradient and
+    column norms of the f columns likewise. S entries outside U's blocks stay 0."""
     n_chunks = u_priv.shape[0]
-    for t in numba.prange(tcol.shape[0]):
+    for k in numba.prange(u_blocks.shape[0]):
+        t = u_blocks[k]
         for cc in range(ncol[t]):
             base = colptr[tcol[t] + cc] + within[t] - cc
             start = cc if tdiag[t] else 0
             for rr in range(start, nrow[t]):
                 s = 0.0
                 for ch in range(n_chunks):
-                    s += u_priv[ch, t, cc, rr]
+                    s += u_priv[ch, k, cc, rr]
                 u_values[base + rr] = s
     for c in numba.prange(g_priv.shape[1]):
         s = 0.0

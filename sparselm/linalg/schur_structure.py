@@ -35,7 +35,8 @@ class SchurGroupMaps:
 
     e_local   (n,) local e-block id or -1;   cell_of (n, n_slots) cell of each f-slot or -1;
     combo_a/b unordered pairs of slots (a <= b) that can both hold f-blocks;
-    u_target  (n, n_combos) the S block receiving J_a^T J_b (rows: the larger block id) or -1.
+    u_target  (n, n_combos) the U block (index into SchurStructure.u_blocks) receiving J_a^T J_b
+              (rows: the larger block id) or -1.
     """
 
     e_local: np.ndarray
@@ -65,6 +66,7 @@ class SchurStructure:
     cells_of_f_ptr: np.ndarray        # (n_f + 1,)
     cells_of_f: np.ndarray            # cell ids grouped by f-block
     pattern: BlockPattern             # lower(S)
+    u_blocks: np.ndarray              # (n_u,) the S targets that U itself touches (BA: the camera diagonal)
     pair_start: np.ndarray            # (n_e + 1,) first pair of each e-block (pairs la >= lb of its cells)
     pair_target: np.ndarray           # (n_pairs,) S target of each pair, in point order
     max_cells: int                    # most cells of one e-block
@@ -155,12 +157,18 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     f_size = layout.block_size[:n_f]
     pattern = build_block_pattern(np.concatenate([cell_f[pair_a] * n_f + cell_f[pair_b]] + u_keys), f_col, f_size)
     groups = [_group_maps(rl, es, k, cell_keys, pattern, n_f) for rl, es, k in zip(layout.residuals, e_slot, keys)]
+    # U touches few S blocks (BA: only the diagonal): number them compactly, so the per-thread U
+    # accumulators scale with U, not with S.
+    u_blocks = np.unique(np.concatenate([gm.u_target[gm.u_target >= 0] for gm in groups]))
+    for gm in groups:
+        ok = gm.u_target >= 0
+        gm.u_target[ok] = np.searchsorted(u_blocks, gm.u_target[ok])
     pair_target = pattern.targets_of(cell_f[pair_a], cell_f[pair_b])
     cells_per_e = np.diff(cells_of_e)
     pair_start = np.zeros(n_e + 1, dtype=np.int64)
     np.cumsum(cells_per_e * (cells_per_e + 1) // 2, out=pair_start[1:])
     return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, e_slot, cell_e, cell_f, cells_of_e,
-                          groups, cells_of_f_ptr, cells_of_f.astype(np.int64), pattern,
+                          groups, cells_of_f_ptr, cells_of_f.astype(np.int64), pattern, u_blocks.astype(np.int64),
                           pair_start, pair_target.astype(np.int64), int(cells_per_e.max(initial=0)))
 
 
