@@ -26,16 +26,27 @@ _SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_", "scipy_op
             "scipy_openblas_set_num_threads64_")
 
 
-def loaded_blas_libraries() -> list:
-    """Paths of the BLAS shared libraries mapped into this process (from /proc/self/maps)."""
+def mapped_libraries() -> list:
+    """Paths of the shared libraries mapped into this process (from /proc/self/maps), sorted."""
+    paths = set()
     try:
         with open("/proc/self/maps") as fh:
-            paths = {line.split()[-1] for line in fh if ".so" in line}
+            for line in fh:
+                parts = line.split(None, 5)
+                if len(parts) == 6:
+                    p = parts[5].strip()
+                    if p.startswith("/") and ".so" in os.path.basename(p):
+                        paths.add(p)
     except OSError:
         return []
+    return sorted(paths)
+
+
+def loaded_blas_libraries() -> list:
+    """The BLAS/LAPACK libraries among :func:`mapped_libraries`."""
     keys = ("blas", "lapack", "mkl", "blis")
-    return sorted(p for p in paths
-                  if os.path.basename(p).startswith("lib") and any(k in os.path.basename(p).lower() for k in keys))
+    return [p for p in mapped_libraries()
+            if os.path.basename(p).startswith("lib") and any(k in os.path.basename(p).lower() for k in keys)]
 
 
 def limit_blas_threads(n: int) -> int:

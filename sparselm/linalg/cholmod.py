@@ -76,9 +76,6 @@ class CholmodFactor:
         """
         return np.diff(self._factor.L().indptr).astype(np.int64)
 
-    def is_supernodal(self) -> bool:
-        """True when CHOLMOD chose (or was told) the supernodal method."""
-        return bool(getattr(self._factor, "_is_super", self.mode == "supernodal"))
 
 
 def extension_path() -> str:

@@ -19,7 +19,6 @@ from sparselm.linalg.schur_kernels import back_substitute
 from sparselm.linalg.schur_linearize import chunk_instances, linearize_kernel, reduce_linearization, zero_private
 from sparselm.linalg.schur_point_pass import chunk_points_by_pairs, point_pass_kernels
 from sparselm.linalg.schur_structure import build_schur_structure
-from sparselm.structure import Layout
 
 DENSE_SCHUR_MAX_COLUMNS = 2000
 PRIVATE_S_BYTES = 512 * 2**20  # cap on the per-chunk copies of S's blocks
