@@ -94,6 +94,7 @@ from typing import Callable, Dict, List, Optional, TextIO
 import numpy as np
 
 import sparselm
+from sparselm.diagnostics import numba_cache_status
 from sparselm.bal import registry
 from sparselm.bal.io import BALFormatError, BALProblem, read_bal, write_bal
 from sparselm.bal.problem import build_problem, reprojection_errors, solution_to_bal
@@ -507,6 +508,9 @@ def _print_header(out: TextIO, bal: BALProblem, problem, input_desc: str, option
           + (f", max time {options.max_time_s:g} s" if args.max_time is not None else "")
           + (f"; fixed: {', '.join(fixed)}" if fixed else ""), file=out)
     print(f"  initial RMS reprojection error {initial_rms:.6g} px", file=out)
+    if not numba_cache_status().get("warm", True):
+        print("  note: numba is compiling sparselm's kernels on this first run (10-30 s, in the first "
+              "iterations' times);\n        later runs load them from the cache", file=out)
     print("", file=out, flush=True)
 
 
