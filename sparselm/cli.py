@@ -134,6 +134,9 @@ def _user_errors() -> tuple:
         errors.append(NonFiniteError)
     except ImportError:  # pragma: no cover
         pass
+    from sparselm.memory import InsufficientMemoryError
+
+    errors.append(InsufficientMemoryError)
     return tuple(errors)
 
 

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from sparselm.evaluator import Evaluator
+from sparselm.evaluator import Evaluator, NonFiniteError
 from sparselm.linalg.base import LinearSolver
 from sparselm.options import SolverOptions
 from sparselm.strategy import LevenbergMarquardtStrategy
@@ -104,14 +104,20 @@ class Minimizer:
                 success = ratio > o.min_relative_decrease if o.damping != "gauss_newton" else cost_change > 0
                 function_converged = math.isfinite(cost_change) and abs(cost_change) <= o.function_tolerance * cost
                 if success:
-                    values, trial = self._swap(values, trial)
-                    summary.final_cost = trial_cost  # before linearising: Ctrl-C may land there
-                    cost = self._linearize(values)
-                    grad_norm = float(np.max(np.abs(ev.gradient)))
-                    tr.step_accepted(ratio)
-                    summary.successful_steps += 1
-                    summary.final_cost = cost
-                else:
+                    # Linearise the trial before adopting it: a Jacobian that is not finite there
+                    # makes the step unsuccessful, and a Ctrl-C here keeps the old point and cost.
+                    try:
+                        new_cost = self._linearize(trial)
+                    except NonFiniteError:
+                        self._linearize(values)
+                        success = False
+                    else:
+                        values, trial = self._swap(values, trial)
+                        cost = summary.final_cost = new_cost
+                        grad_norm = float(np.max(np.abs(ev.gradient)))
+                        tr.step_accepted(ratio)
+                        summary.successful_steps += 1
+                if not success:
                     summary.unsuccessful_steps += 1
                     tr.step_rejected()
                 self._record(summary, IterationRecord(iteration, cost, cost_change if success else 0.0, grad_norm,

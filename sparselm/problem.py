@@ -58,12 +58,11 @@ def _index_array(name: str, values, n_blocks: int) -> np.ndarray:
             raise ValueError(f"{name}: entry {i} is not an integer ({arr[i]})")
     elif arr.size and arr.dtype.kind not in "iu":
         raise ValueError(f"{name}: expected integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    bad = (arr < 0) | (arr >= n_blocks)
+    bad = (arr < 0) | (arr >= n_blocks)  # on the original values: a cast could wrap them
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{name}: entry {i} = {arr[i]} is out of range [0, {n_blocks})")
-    return arr
+    return arr.astype(np.int64)
 
 
 @dataclass
@@ -133,7 +132,10 @@ def sqrt_information_from(name: str, n: int, m: int, sigma=None, covariance=None
     if not given:
         return None
     if sigma is not None:
-        s = np.asarray(sigma, dtype=np.float64)
+        s = np.asarray(sigma)
+        if s.dtype.kind not in "fiu" or s.dtype == np.bool_:
+            raise ValueError(f"residual group {name!r}: sigma: expected real numbers, got dtype {s.dtype}")
+        s = s.astype(np.float64)
         if s.ndim == 0:
             if not np.isfinite(s) or s <= 0:
                 raise ValueError(f"residual group {name!r}: sigma must be a positive finite number, got {float(s)}")
@@ -173,6 +175,16 @@ def sqrt_information_from(name: str, n: int, m: int, sigma=None, covariance=None
         # Sigma^-1 = C C^T  =>  A = C^T.
         a = np.swapaxes(chol, 1, 2)
     return np.ascontiguousarray(a)
+
+
+def _group_loss(name: str, loss, scale):
+    """make_loss with the group named in the error, and only real numbers accepted as scale."""
+    if isinstance(scale, (bool, str, bytes, complex)) or not np.isrealobj(scale):
+        raise ValueError(f"residual group {name!r}: loss_scale must be a positive real number, got {scale!r}")
+    try:
+        return make_loss(loss, scale)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"residual group {name!r}: {exc}") from None
 
 
 class Problem:
@@ -290,7 +302,7 @@ class Problem:
             raise ValueError(f"residual group {name!r}: data must have shape ({n}, {rt.data_size}), got {data.shape}")
         sqrt_info = sqrt_information_from(name, n, rt.residual_size, sigma, covariance, information)
         group = ResidualGroup(name, rt, tuple(group_names), index, np.ascontiguousarray(data), sqrt_info,
-                              make_loss(loss, loss_scale))
+                              _group_loss(name, loss, loss_scale))
         self.residual_groups.append(group)
         return group
 

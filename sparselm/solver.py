@@ -8,6 +8,7 @@ from sparselm import threads
 from sparselm.evaluator import Evaluator
 from sparselm.linalg import SOLVERS, LinearSolverOptions
 from sparselm.linalg.auto import choose_linear_solver
+from sparselm.memory import check_memory, estimate_memory
 from sparselm.minimizer import Minimizer
 from sparselm.options import SolverOptions
 from sparselm.problem import Problem
@@ -32,6 +33,7 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
     n_threads = threads.configure(options.threads)
     layout = build_layout(problem)
     name, reason = choose_linear_solver(layout, options.linear_solver, SOLVERS)
+    check_memory(estimate_memory(problem, name, layout, threads=n_threads))
     evaluator = Evaluator(problem, layout, timer)
     lin_opts = LinearSolverOptions(ordering=options.ordering, factorization=options.factorization,
                                    max_cg_iterations=options.max_cg_iterations,

@@ -74,6 +74,7 @@ def choose_linear_solver(layout: Layout, requested: str, available: dict) -> Tup
 
     rows, cols = covisibility_blocks(layout)
     est = block_factor_nnz(rows, cols, layout.block_size[:layout.n_reduced_blocks])
+    layout.schur_factor_estimate = est  # reused by the memory estimate
     too_big = 8.0 * est["nnz"] > 0.25 * _available_bytes()
     if est["flops"] > ITERATIVE_FLOPS or too_big:
         return "iterative_schur", (f"factor of S estimated at {est['nnz']:.3g} nonzeros, {est['flops']:.3g} flops: "
