@@ -158,7 +158,7 @@ def error(message: str, stream: Optional[TextIO] = None) -> None:
 
 # -- argument parsing -------------------------------------------------------------------------------
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keep the descriptions' line breaks; show defaults where they are set."""
 
     def _get_help_string(self, action):
@@ -172,7 +172,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sparselm`` with its sub-commands (and any from ``profile_cli``)."""
     parser = argparse.ArgumentParser(
-        prog="sparselm", formatter_class=_Formatter,
+        prog="sparselm", formatter_class=HelpFormatter,
         description="Sparse Levenberg-Marquardt for bundle adjustment (BAL problems).",
         epilog="Run 'sparselm COMMAND --help' for the options of a command. With no file, "
                "'sparselm solve' solves a small built-in synthetic problem.")
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_solve(subparsers) -> None:
     p = subparsers.add_parser(
-        "solve", formatter_class=_Formatter, help="solve a BAL bundle-adjustment problem",
+        "solve", formatter_class=HelpFormatter, help="solve a BAL bundle-adjustment problem",
         description="Solve a BAL bundle-adjustment problem with Levenberg-Marquardt; print the iteration\n"
                     "table as it runs and the report; optionally write the solution and a JSON report.\n\n"
                     "FILE_OR_NAME is a BAL file (plain text or .bz2) or the name of an official problem\n"
@@ -247,7 +247,7 @@ def _add_solve(subparsers) -> None:
 
 def _add_info(subparsers) -> None:
     p = subparsers.add_parser(
-        "info", formatter_class=_Formatter, help="describe a BAL problem (sizes, tracks, co-visibility, cost)",
+        "info", formatter_class=HelpFormatter, help="describe a BAL problem (sizes, tracks, co-visibility, cost)",
         description="Describe a BAL problem without solving it: sizes (cameras, points, observations,\n"
                     "parameters, residuals), observations per camera and per point (track length),\n"
                     "the camera co-visibility graph (cameras sharing at least one point), and the\n"
@@ -260,18 +260,18 @@ def _add_info(subparsers) -> None:
 
 def _add_datasets(subparsers) -> None:
     p = subparsers.add_parser(
-        "datasets", formatter_class=_Formatter, help="list or download the official BAL problems",
+        "datasets", formatter_class=HelpFormatter, help="list or download the official BAL problems",
         description="The official problems of 'Bundle Adjustment in the Large'. Files are looked for\n"
                     "under $SPARSELM_DATA (searched recursively) and in the download cache\n"
                     "($SPARSELM_CACHE/bal, default ~/.cache/sparselm/bal).")
     sub = p.add_subparsers(dest="datasets_command", metavar="ACTION")
-    lst = sub.add_parser("list", formatter_class=_Formatter, help="list the official problems",
+    lst = sub.add_parser("list", formatter_class=HelpFormatter, help="list the official problems",
                          description="List the official BAL problems: name, family, cameras, points, and\n"
                                      "whether the file is found locally ($SPARSELM_DATA or the cache).")
     lst.add_argument("--family", metavar="F", help="only this family (dubrovnik, ladybug, trafalgar, venice)")
     lst.add_argument("--paths", action="store_true", help="show the local path of each file found")
     lst.set_defaults(func=cmd_datasets_list)
-    fetch = sub.add_parser("fetch", formatter_class=_Formatter, help="download a problem into the cache",
+    fetch = sub.add_parser("fetch", formatter_class=HelpFormatter, help="download a problem into the cache",
                            description="Download an official BAL problem into the cache, verify its sha256,\n"
                                        "and print where it is. An existing download is kept unless --force.")
     fetch.add_argument("name", metavar="NAME", help="problem name, e.g. problem-16-22106-pre")

@@ -22,26 +22,9 @@ EXIT_OK = 0
 EXIT_WARNINGS = 1
 EXIT_USAGE = 2
 
-try:  # choices shown in --help; validated again by the solver
-    from sparselm.options import LINEAR_SOLVERS
-except ImportError:  # pragma: no cover
-    LINEAR_SOLVERS = ("auto", "dense", "sparse_normal_cholesky", "dense_schur", "sparse_schur", "iterative_schur")
-try:
-    from sparselm.linalg.cholmod import MODES, ORDERINGS
-except ImportError:  # pragma: no cover
-    ORDERINGS = ("amd", "metis", "nesdis", "natural", "colamd", "best", "default")
-    MODES = ("supernodal", "simplicial", "auto")
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keep the descriptions' line breaks; show defaults of options that have one."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "%(default)" not in text and action.default not in (None, False, argparse.SUPPRESS) \
-                and action.option_strings:
-            text += " (default: %(default)s)"
-        return text
+from sparselm.cli import HelpFormatter as _Formatter  # noqa: E402  (one formatter for all commands)
+from sparselm.linalg.cholmod import MODES, ORDERINGS  # noqa: E402
+from sparselm.options import LINEAR_SOLVERS  # noqa: E402
 
 
 def _positive_int(text: str) -> int:
