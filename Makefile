@@ -22,6 +22,7 @@ test: setup
 	$(PY) -m pytest -q $(ARGS)
 
 bench: setup
+	@$(PY) -c "import pycolmap" 2>/dev/null || $(PY) -m pip install -q --no-build-isolation -e ".[bench]"
 	$(PY) benchmarks/run_all.py $(ARGS)
 
 clean:
