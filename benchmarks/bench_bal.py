@@ -242,11 +242,8 @@ def worker_scipy(spec: dict) -> dict:
             status, message = -10, f"stopped on reaching the target cost {stop_at:.6e} (0.1% above the best cost of the solvers run before it)"
         elapsed = time.perf_counter() - holder["start"]
     # the curve: best cost so far at each residual evaluation (trf accepts every decreasing step)
-    curve, best = [], math.inf
-    for t, c in record:
-        if c < best:
-            best = c
-            curve.append([t, c])
+    curve = common.best_so_far(record)
+    best = curve[-1][1] if curve else math.inf
     njev_done = counts["njev"]
     run = {"initial_cost": record[0][1] if record else None, "final_cost": best, "result_cost": result_cost,
            "status": status, "message": message, "total_time_s": elapsed, "nfev": counts["nfev"],

@@ -236,11 +236,9 @@ def worker_scipy(spec: dict) -> dict:
         except _TimeUp:
             message = f"stopped by the time guard after {limit:.0f} s"
         elapsed = time.perf_counter() - holder["start"]
-    curve, best = [], math.inf
-    for t, c in record:
-        if c < best:
-            best = c
-            curve.append([t, c])
+    # the curve: best cost so far at each residual evaluation (trf accepts every decreasing step)
+    curve = common.best_so_far(record)
+    best = curve[-1][1] if curve else math.inf
     run = {"initial_cost": record[0][1] if record else None, "final_cost": best, "status": status, "message": message,
            "total_time_s": elapsed, "nfev": counts["nfev"], "njev": counts["njev"], "iterations": counts["njev"],
            "fun_s": counts["fun_s"], "jac_s": counts["jac_s"], "timed_out": status is None,

@@ -432,6 +432,16 @@ def summarize_solve(summary) -> dict:
     }
 
 
+def best_so_far(record) -> list:
+    """[[t, cost], ...] keeping only the points where the cost improves on all earlier ones."""
+    curve, best = [], math.inf
+    for t, c in record:
+        if c < best:
+            best = c
+            curve.append([t, c])
+    return curve
+
+
 def time_to_cost(curve: Iterable[Sequence[float]], target: float) -> Optional[float]:
     """First time t of a (t, cost) curve with cost <= target; None if never reached."""
     for t, c in curve:

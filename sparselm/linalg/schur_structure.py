@@ -137,9 +137,10 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     n_f = layout.n_reduced_blocks
     n_e = layout.n_blocks - n_f
     # cells: distinct (e, f) pairs
-    keys = []
+    keys, e_locals = [], []
     for rl, es in zip(layout.residuals, e_slot):
-        e_local = np.where(es >= 0, rl.block[np.arange(es.size), np.maximum(es, 0)] - n_f, -1)
+        e_local = np.where(es >= 0, rl.block[np.arange(es.size), np.maximum(es, 0)] - n_f, -1).astype(np.int64)
+        e_locals.append(e_local)
         f_ok = (rl.block >= 0) & (rl.block < n_f) & (e_local >= 0)[:, None]
         keys.append(np.where(f_ok, e_local[:, None] * n_f + rl.block, -1))
     cell_keys = np.unique(np.concatenate([k[k >= 0] for k in keys]))
@@ -156,7 +157,8 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     f_col = layout.block_col[:n_f]
     f_size = layout.block_size[:n_f]
     pattern = build_block_pattern(np.concatenate([cell_f[pair_a] * n_f + cell_f[pair_b]] + u_keys), f_col, f_size)
-    groups = [_group_maps(rl, es, k, cell_keys, pattern, n_f) for rl, es, k in zip(layout.residuals, e_slot, keys)]
+    groups = [_group_maps(rl, e_local, k, cell_keys, pattern, n_f)
+              for rl, e_local, k in zip(layout.residuals, e_locals, keys)]
     # U touches few S blocks (BA: only the diagonal): number them compactly, so the per-thread U
     # accumulators scale with U, not with S.
     u_blocks = np.unique(np.concatenate([gm.u_target[gm.u_target >= 0] for gm in groups]))
@@ -173,10 +175,9 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
 
 
 
-def _group_maps(rl, e_slot, keys, cell_keys, pattern: BlockPattern, n_f: int) -> SchurGroupMaps:
+def _group_maps(rl, e_local, keys, cell_keys, pattern: BlockPattern, n_f: int) -> SchurGroupMaps:
     """Cells and S targets of one residual group's instances (see SchurGroupMaps)."""
     n, n_slots = rl.block.shape
-    e_local = np.where(e_slot >= 0, rl.block[np.arange(n), np.maximum(e_slot, 0)] - n_f, -1).astype(np.int64)
     cell_of = np.where(keys >= 0, np.searchsorted(cell_keys, np.maximum(keys, 0)), -1).astype(np.int64)
     is_f = (rl.block >= 0) & (rl.block < n_f)
     combos = [(a, b) for a in range(n_slots) for b in range(a, n_slots) if is_f[:, a].any() and is_f[:, b].any()]
