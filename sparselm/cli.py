@@ -10,7 +10,9 @@ Commands (each has ``--help``)::
 FILE_OR_NAME is a path (plain or .bz2) or the name of an official problem
 (``problem-16-22106-pre``, optionally ``dubrovnik/problem-16-22106-pre``), looked for under the
 folders of ``$SPARSELM_DATA`` and then in the download cache (``$SPARSELM_CACHE``, else
-``~/.cache/sparselm``); see :func:`sparselm.bal.registry.resolve`.
+``~/.cache/sparselm``); see :func:`sparselm.bal.registry.resolve`. A folder is read as a COLMAP
+sparse model (``cameras``, ``images``, ``points3D`` .bin or .txt) and bundle-adjusted by
+:mod:`sparselm.colmap.cli` (``--output`` is then the folder to write the adjusted model to).
 
 ``sparselm solve`` prints a header (input, sizes, linear solver, threads), the per-iteration table
 as the solve runs (by default, also when stdout is not a terminal; ``-q`` turns it off), then the
@@ -97,6 +99,7 @@ import sparselm
 from sparselm.diagnostics import numba_cache_status
 from sparselm.bal import registry
 from sparselm.bal.io import BALFormatError, BALProblem, read_bal, write_bal
+from sparselm.colmap import cli as colmap_cli
 from sparselm.bal.problem import build_problem, reprojection_errors, solution_to_bal
 from sparselm.options import DAMPINGS, LINEAR_SOLVERS, SolverOptions
 
@@ -424,6 +427,8 @@ def cmd_solve(args) -> int:
     """``sparselm solve``: see the module docstring."""
     out, err = sys.stdout, sys.stderr
     options = solver_options(args)  # invalid options fail before the file is read
+    if args.problem is not None and Path(args.problem).is_dir():
+        return colmap_cli.solve_model(args, options, out)
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
         raise CLIError(f"--sigma must be a positive number, got {args.sigma}")
     if not (math.isfinite(args.loss_scale) and args.loss_scale > 0):
@@ -559,6 +564,8 @@ def problem_statistics(bal: BALProblem) -> dict:
 
 def cmd_info(args) -> int:
     """``sparselm info``: statistics of a problem, as text or JSON."""
+    if args.problem is not None and Path(args.problem).is_dir():
+        return colmap_cli.info_model(args)
     bal, input_desc = load_problem(args.problem)
     stats = problem_statistics(bal)
     stats = {"input": input_desc, **stats}

@@ -82,7 +82,7 @@ from numba import njit, prange
 
 from sparselm.colmap.camera_models import CAMERA_MODELS
 
-__all__ = ["PROJECTABLE_MODEL_IDS", "img_from_cam", "img_from_cam_jacobians", "project_point"]
+__all__ = ["PROJECTABLE_MODEL_IDS", "check_projectable", "img_from_cam", "img_from_cam_jacobians", "project_point"]
 
 #: roles in a row of _LAYOUT: 0 fx, 1 fy, 2 cx, 3 cy (parameter positions), 4 fisheye flag,
 #: 5-8 c1..c4, 9-11 d1..d3, 12 p1, 13 p2, 14 s1, 15 s2 (parameter positions, -1 when absent).
@@ -261,12 +261,18 @@ def _img_from_cam(model_id, params, points, with_jacobians):
     return pixels, j_params, j_point
 
 
+def check_projectable(model_id: int, camera_id=None) -> None:
+    """ValueError naming the model (and the camera) when sparselm cannot project COLMAP model ``model_id``."""
+    if int(model_id) not in PROJECTABLE_MODEL_IDS:
+        name = CAMERA_MODELS[int(model_id)].name if int(model_id) in CAMERA_MODELS else f"id {model_id}"
+        whose = "" if camera_id is None else f"camera {camera_id}: "
+        raise ValueError(f"{whose}camera model {name} is not supported for projection (supported: "
+                         f"{', '.join(CAMERA_MODELS[i].name for i in PROJECTABLE_MODEL_IDS)})")
+
+
 def _check(model_id, params, points):
     model_id = int(model_id)
-    if model_id not in PROJECTABLE_MODEL_IDS:
-        name = CAMERA_MODELS[model_id].name if model_id in CAMERA_MODELS else f"id {model_id}"
-        raise ValueError(f"camera model {name} is not supported for projection (supported: "
-                         f"{', '.join(CAMERA_MODELS[i].name for i in PROJECTABLE_MODEL_IDS)})")
+    check_projectable(model_id)
     params = np.ascontiguousarray(params, dtype=np.float64)
     if params.shape != (CAMERA_MODELS[model_id].n_params,):
         raise ValueError(f"{CAMERA_MODELS[model_id].name} takes {CAMERA_MODELS[model_id].n_params} parameters, "
