@@ -12,8 +12,8 @@ from typing import Optional, Tuple
 import sparselm
 from sparselm.colmap.model import ColmapModel
 from sparselm.colmap.problem import BundleAdjustmentOptions, build_problem, solution_to_model
-from sparselm.options import SolverOptions
-from sparselm.summary import Summary
+from sparselm.lm.options import SolverOptions
+from sparselm.lm.summary import Summary
 
 __all__ = ["bundle_adjust", "COLMAP_SOLVER_DEFAULTS"]
 

@@ -18,7 +18,7 @@ from typing import Union
 
 import numpy as np
 
-from sparselm.atomic import atomic_directory
+from sparselm.util.atomic import atomic_directory
 from sparselm.colmap import io_binary, io_text
 from sparselm.colmap.model import ColmapFormatError, ColmapModel, TrivialRigs, rows_of, validate
 

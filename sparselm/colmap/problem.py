@@ -28,7 +28,7 @@ from sparselm.colmap.model import ColmapModel, rows_of
 from sparselm.colmap.reprojection import in_front_mask, observation_errors, reprojection_type
 from sparselm.colmap.rotation import quaternion_from_rotvec, rotvec_from_quaternion
 from sparselm.bal.camera import rotation_matrices
-from sparselm.problem import Problem
+from sparselm.core.problem import Problem
 
 __all__ = ["BundleAdjustmentOptions", "ColmapProblem", "build_problem", "solution_to_model", "LOSSES", "GAUGES"]
 

@@ -3,6 +3,7 @@ image, track lengths, reprojection error (COLMAP's cost) and the image co-visibi
 from __future__ import annotations
 
 from collections import Counter
+from typing import List
 
 import numpy as np
 import scipy.sparse as sp
@@ -11,8 +12,9 @@ from scipy.sparse.csgraph import connected_components
 from sparselm.colmap.camera_models import CAMERA_MODELS
 from sparselm.colmap.model import ColmapModel
 from sparselm.colmap.reprojection import observation_errors
+from sparselm.core.covisibility import covisibility
 
-__all__ = ["model_statistics", "format_statistics"]
+__all__ = ["model_statistics", "statistics_lines"]
 
 
 def _spread(values) -> dict:
@@ -30,9 +32,7 @@ def model_statistics(model: ColmapModel) -> dict:
     image_row, point_row, _ = model.observations()
     errors, in_front = observation_errors(model)
     used = errors[in_front]
-    incidence = sp.csr_matrix((np.ones(len(image_row)), (point_row, image_row)), shape=(model.n_points, model.n_images))
-    incidence.data[:] = 1.0
-    covis = (incidence.T @ incidence).tocoo()
+    covis = covisibility(image_row, point_row, model.n_images, model.n_points).tocoo()
     off = covis.row != covis.col
     n_components, _ = connected_components(sp.csr_matrix((np.ones(int(off.sum())), (covis.row[off], covis.col[off])),
                                                          shape=(model.n_images, model.n_images)), directed=False)
@@ -54,13 +54,13 @@ def model_statistics(model: ColmapModel) -> dict:
     }
 
 
-def format_statistics(source: str, s: dict) -> str:
-    """The text ``sparselm info`` prints for :func:`model_statistics`."""
+def statistics_lines(s: dict) -> List[str]:
+    """The lines ``sparselm info`` prints for :func:`model_statistics` (after the input line)."""
     def spread(d):
         return f"min {d['min']:g}, median {d['median']:g}, max {d['max']:g}"
 
     c = s["covisibility"]
-    lines = [f"{source} (COLMAP model)",
+    lines = ["  format                    COLMAP model",
              f"  images                    {s['images']}",
              f"  cameras                   {s['cameras']} ("
              + ", ".join(f"{n} {name}" for name, n in sorted(s["camera_models"].items())) + ")",
@@ -78,4 +78,4 @@ def format_statistics(source: str, s: dict) -> str:
         lines.append(f"  behind their camera       {s['observations_behind_camera']} observations (not in the cost)")
     if s["rigs"] is not None:
         lines.append(f"  rigs                      {s['rigs']} (one camera each)")
-    return "\n".join(lines)
+    return lines

@@ -3,6 +3,7 @@ that write nothing for malformed models or refused outputs."""
 import json
 
 import numpy as np
+import pytest
 
 from sparselm.cli import main
 from sparselm.colmap import read_model, write_model
@@ -23,11 +24,11 @@ def test_info_text_and_json(video7_dir, capsys):
 def test_solve_writes_model_and_report(video7_dir, tmp_path, capsys):
     out, rep = tmp_path / "adjusted", tmp_path / "r.json"
     assert main(["solve", str(video7_dir), "-o", str(out), "--report", str(rep), "--max-iterations", "20"]) == 0
-    assert "wrote the adjusted model" in capsys.readouterr().out
+    assert "RMS reprojection error" in capsys.readouterr().out
     adjusted, original = read_model(out), read_model(video7_dir)
     assert adjusted.n_observations == original.n_observations
     report = json.loads(rep.read_text())
-    assert report["format"] == "colmap" and report["final_cost"] <= report["initial_cost"]
+    assert report["problem"]["images"] == 7 and report["final_cost"] <= report["initial_cost"]
     assert not np.array_equal(adjusted.points_xyz, original.points_xyz)
 
 
@@ -48,9 +49,22 @@ def test_refused_outputs_and_options(video7_dir, tmp_path, capsys):
     busy.mkdir()
     (busy / "keep.txt").write_text("x")
     assert main(["solve", str(video7_dir), "-o", str(busy)]) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "is a directory" in capsys.readouterr().err
     assert (busy / "keep.txt").read_text() == "x"
+    assert main(["solve", str(video7_dir), "--sigma", "2"]) == 2
+    assert "--sigma is not an option for COLMAP models" in capsys.readouterr().err
     assert main(["solve", str(video7_dir), "--loss", "arctan"]) == 2
     assert "not a COLMAP loss" in capsys.readouterr().err
     assert main(["solve", str(tmp_path)]) == 2  # a folder without a model
-    assert "not a COLMAP model folder" in capsys.readouterr().err
+    assert "is a directory, not a" in capsys.readouterr().err
+
+
+def test_colmap_is_a_registered_format(video7_dir):
+    from sparselm import formats
+
+    fmt = formats.detect_format(video7_dir)
+    assert fmt is formats.get_format("colmap")
+    data = fmt.read(video7_dir)
+    problem = fmt.build(data)
+    stats = fmt.statistics(data)
+    assert fmt.rms_error(problem) == pytest.approx(stats["rms_reprojection_error_px"], rel=1e-9)
