@@ -13,7 +13,6 @@ from sparselm.colmap.camera_models import CAMERA_MODELS, camera_model_by_name
 from sparselm.colmap.cameras import PROJECTABLE_MODEL_IDS, img_from_cam
 from sparselm.colmap.problem import BundleAdjustmentOptions, build_problem, solution_to_model
 from sparselm.colmap.reprojection import observation_errors, reprojection_type
-from sparselm.colmap.rotation import quaternion_from_rotvec, rotvec_from_quaternion
 from sparselm.colmap.synthetic import WIDTH, HEIGHT, synthetic_model
 
 from tests.colmap.conftest import model_dir_or_skip
@@ -37,18 +36,6 @@ def test_reprojection_jacobian_matches_finite_differences(name):
     check = sparselm.check_jacobian(reprojection_type(CAMERA_MODELS[model.camera_model_ids[0]].n_params), params,
                                     group.index, group.data, tolerance=1e-5)
     assert check.ok, check
-
-
-def test_quaternion_rotation_vector_round_trip():
-    rng = np.random.default_rng(0)
-    q = rng.normal(size=(200, 4))
-    q[:3] = [[1, 0, 0, 0], [1, 1e-12, 0, 0], [1e-9, 1, 0, 0]]  # identity, tiny angle, near pi
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w = rotvec_from_quaternion(q)
-    assert np.all(np.linalg.norm(w, axis=1) <= np.pi + 1e-12)
-    np.testing.assert_allclose(Rotation.from_rotvec(w).as_matrix(), Rotation.from_quat(q[:, [1, 2, 3, 0]]).as_matrix(),
-                               atol=1e-12)
-    np.testing.assert_allclose(quaternion_from_rotvec(w, like=q), q, atol=1e-12)
 
 
 def test_cost_is_colmaps_and_points_behind_drop_out(video7_dir):
