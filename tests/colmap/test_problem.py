@@ -2,6 +2,8 @@
 cost against COLMAP's, recovery of ground truth on synthetic models of every camera model (with and
 without outliers), the options (what is refined, constant images/points, gauges), and on the real
 models a final cost no worse than pycolmap 4.2.1's."""
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -146,3 +148,23 @@ def test_real_model_final_cost_at_most_pycolmaps(name):
     adjusted, summary = bundle_adjust(model)
     assert summary.final_cost <= PYCOLMAP_FINAL_COST[name] * (1 + 1e-6)
     assert cost(adjusted) == pytest.approx(summary.final_cost, rel=1e-9)
+
+
+def test_unsupported_camera_model_and_unobserved_images():
+    model = synthetic_model("SIMPLE_RADIAL", n_images=6, n_cameras=2, n_points=60, seed=2).initial
+    fov = dataclasses.replace(model, camera_model_ids=np.full(2, camera_model_by_name("FOV").model_id),
+                              camera_params=np.tile([500.0, 500.0, 320.0, 240.0, 0.1], 2),
+                              camera_param_offsets=np.arange(3) * 5)
+    with pytest.raises(ValueError, match="camera 1: camera model FOV is not supported"):
+        build_problem(fov)
+    # an image whose 2-D points observe nothing stays as it was; the others are adjusted
+    lone = dataclasses.replace(model, image_ids=np.r_[model.image_ids, 99], image_camera_ids=np.r_[model.image_camera_ids, 1],
+                               image_qvecs=np.r_[model.image_qvecs, [[1.0, 0, 0, 0]]],
+                               image_tvecs=np.r_[model.image_tvecs, [[0.0, 0, 5]]], image_names=model.image_names + ["x"],
+                               points2D_xy=np.r_[model.points2D_xy, [[1.0, 2.0]]],
+                               points2D_point3D_ids=np.r_[model.points2D_point3D_ids, -1],
+                               points2D_offsets=np.r_[model.points2D_offsets, model.points2D_offsets[-1] + 1])
+    adjusted, summary = bundle_adjust(lone)
+    assert summary.final_cost < summary.initial_cost
+    np.testing.assert_array_equal(adjusted.image_qvecs[-1], [1.0, 0, 0, 0])
+    np.testing.assert_array_equal(adjusted.image_tvecs[-1], [0.0, 0, 5])
