@@ -89,7 +89,8 @@ def rms_error(problem: Problem) -> float:
         params = tuple(problem.parameter_groups[g].values for g in group.groups)
         residuals = np.empty((group.n_instances, 2))
         group.residual_type.residual_kernel(params, group.index, group.data, residuals)
-        front = in_front_mask(params[0], params[2], group.index[:, 0], group.index[:, 2])
+        # slot 0 holds the pose in its first 6 columns (both layouts), the last slot the point
+        front = in_front_mask(params[0][:, :6], params[-1], group.index[:, 0], group.index[:, -1])
         squared.append(np.sum(residuals[front] ** 2, axis=1))
     errors = np.concatenate(squared) if squared else np.zeros(0)
     return float(np.sqrt(np.mean(errors))) if errors.size else 0.0

@@ -9,23 +9,28 @@ keeping the input's sign hemisphere). The minimised function is COLMAP's whateve
 parameterisation: the cost is ``1/2 sum rho(|projection - observation|^2)`` over observations whose
 point is in front of the camera (see :mod:`sparselm.colmap.reprojection` for the others).
 
-Groups: ``"poses"`` (n_images, 6) (and ``"gauge_pose"`` for the second image of the
-``two_cams_from_world`` gauge), one ``"intrinsics_<MODEL>"`` group per camera model in use with one
-block per camera_id (shared by all its images), ``"points"`` (eliminated by Schur), and one residual
-group ``"observations_<MODEL>[_gauge]"`` per (camera model, pose group). Only images, cameras and
-points with at least one observation enter the problem; the others are left unchanged.
+Groups, in one of two layouts with the same unknowns and the same cost. Joint (when every camera_id
+is used by one image, as in models with a camera per image, and all poses are free): one group
+``"cameras_<MODEL>"`` per camera model with one block per image, its pose (6) followed by its camera's
+parameters, so the reduced camera system has one block per image (1.4x faster on sfm-92 than the
+split layout). Split (otherwise): ``"poses"`` (n_images, 6) (and ``"gauge_pose"`` for the second
+image of the ``two_cams_from_world`` gauge) and one ``"intrinsics_<MODEL>"`` group per camera model
+with one block per camera_id, shared by all its images. Both: ``"points"`` (eliminated by Schur) and
+one residual group ``"observations_<MODEL>[_gauge]"`` per camera model (and pose group). Only images,
+cameras and points with at least one observation enter the problem; the others are left unchanged.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
 from sparselm.colmap.camera_models import CAMERA_MODELS
 from sparselm.colmap.cameras import check_projectable
 from sparselm.colmap.model import ColmapModel, rows_of
-from sparselm.colmap.reprojection import in_front_mask, observation_errors, reprojection_type
+from sparselm.colmap.reprojection import (in_front_mask, joint_reprojection_type, observation_errors,
+                                           reprojection_type)
 from sparselm.colmap.rotation import quaternion_from_rotvec, rotvec_from_quaternion
 from sparselm.bal.camera import rotation_matrices
 from sparselm.core.problem import Problem
@@ -85,18 +90,20 @@ class BundleAdjustmentOptions:
 class ColmapProblem:
     """A built bundle-adjustment problem and how its blocks map back to the model.
 
-    problem         the sparselm Problem.
-    model           the model it was built from.
-    image_rows      (n_pose_blocks,) model image row of each block of "poses" (and "gauge_pose" last).
-    camera_blocks   model camera row -> (intrinsics group name, block row).
-    point_rows      (n_point_blocks,) model point row of each block of "points".
-    n_behind        observations whose point is behind its camera at the start (not in the cost).
+    problem        the sparselm Problem.
+    model          the model it was built from.
+    pose_groups    (group name, model image rows): block i of the group is image rows[i]'s pose, in
+                   the block's first 6 columns.
+    camera_groups  (group name, model camera rows, first column): block i holds camera rows[i]'s
+                   parameters from that column on.
+    point_rows     (n_point_blocks,) model point row of each block of "points".
+    n_behind       observations whose point is behind its camera at the start (not in the cost).
     """
 
     problem: Problem
     model: ColmapModel
-    image_rows: np.ndarray
-    camera_blocks: Dict[int, Tuple[str, int]]
+    pose_groups: List[Tuple[str, np.ndarray]]
+    camera_groups: List[Tuple[str, np.ndarray, int]]
     point_rows: np.ndarray
     n_behind: int = 0
 
@@ -126,55 +133,106 @@ def _gauge_second_image(used_images, poses):
 def build_problem(model: ColmapModel, options: BundleAdjustmentOptions = None) -> ColmapProblem:
     """The bundle-adjustment problem of ``model`` (see the module docstring); the model is not changed.
 
-    Raises ValueError for a camera model sparselm cannot project (naming it), unknown constant ids, or
-    a gauge that needs more images/points than the model has.
+    When every camera_id is used by one image only and all poses are free (no constant images, no
+    two-camera gauge), each image's pose and its camera's parameters form one block (group
+    ``cameras_<MODEL>``): the same unknowns and cost with half as many blocks in the reduced camera
+    system. Raises ValueError for a camera model sparselm cannot project (naming it), unknown constant
+    ids, or a gauge that needs more images/points than the model has.
     """
     options = options or BundleAdjustmentOptions()
     image_row, point_row, xy = model.observations()
     camera_row = rows_of(model.camera_ids, model.image_camera_ids)
     for row in np.unique(camera_row[image_row]):
         check_projectable(int(model.camera_model_ids[row]), model.camera_ids[row])
+    constant_ids = _known(model.image_ids, options.constant_image_ids, "image")
     used_images = np.unique(image_row)
-    used_points = np.unique(point_row)
     all_poses = np.concatenate([rotvec_from_quaternion(model.image_qvecs), model.image_tvecs], axis=1)
-    gauge_image = gauge_coordinate = None
-    if options.gauge == "two_cams_from_world":
-        if len(used_images) < 2:
-            raise ValueError("gauge 'two_cams_from_world' needs at least two images with observations")
-        gauge_image, gauge_coordinate = _gauge_second_image(used_images, all_poses)
-        used_images = np.concatenate([used_images[used_images != gauge_image], [gauge_image]])
-    pose_block = np.full(model.n_images, -1)
-    pose_block[used_images] = np.arange(len(used_images))
-    point_block = np.full(model.n_points, -1)
-    point_block[used_points] = np.arange(len(used_points))
-
     problem = Problem()
-    n_regular = len(used_images) - (gauge_image is not None)
-    constant_images = np.isin(model.image_ids[used_images[:n_regular]], _known(model.image_ids,
-                                                                               options.constant_image_ids, "image"))
-    if not options.refine_rig_from_world:
-        constant_images[:] = True
-    if options.gauge == "two_cams_from_world":
-        constant_images[0] = True
-    problem.add_parameter_group("poses", all_poses[used_images[:n_regular]], constant=constant_images)
-    if gauge_image is not None:
-        problem.add_parameter_group("gauge_pose", all_poses[[gauge_image]],
-                                    constant=[not options.refine_rig_from_world or
-                                              model.image_ids[gauge_image] in set(options.constant_image_ids)],
-                                    constant_coordinates=[3 + gauge_coordinate])
-    constant_points = np.isin(model.point3D_ids[used_points], _known(model.point3D_ids, options.constant_point3D_ids,
-                                                                     "point3D"))
+    point_rows, point_block = _add_points(problem, model, options, np.unique(point_row))
+    cols = dict(image_row=image_row, xy=xy, point_index=point_block[point_row], camera_row=camera_row)
+    one_image_per_camera = len(np.unique(camera_row[used_images])) == len(used_images)
+    if one_image_per_camera and options.refine_rig_from_world and not len(constant_ids) and \
+            options.gauge != "two_cams_from_world":
+        pose_groups, camera_groups = _add_joint_cameras(problem, model, options, used_images, all_poses, cols)
+    else:
+        pose_groups, camera_groups = _add_poses_and_intrinsics(problem, model, options, used_images, all_poses,
+                                                               constant_ids, cols)
+    behind = ~in_front_mask(all_poses, model.points_xyz, image_row, point_row)
+    return ColmapProblem(problem, model, pose_groups, camera_groups, point_rows, int(behind.sum()))
+
+
+def _add_points(problem, model, options, used_points):
+    """The eliminated "points" group; returns (model rows of its blocks, block of each model row)."""
+    constant = np.isin(model.point3D_ids[used_points], _known(model.point3D_ids, options.constant_point3D_ids,
+                                                              "point3D"))
     if not options.refine_points3D:
-        constant_points[:] = True
+        constant[:] = True
     if options.gauge == "three_points":
         if len(used_points) < 3:
             raise ValueError("gauge 'three_points' needs at least three observed points")
         lengths = np.diff(model.track_offsets)[used_points]
-        constant_points[np.argsort(-lengths, kind="stable")[:3]] = True
-    problem.add_parameter_group("points", model.points_xyz[used_points], constant=constant_points, eliminate=True)
+        constant[np.argsort(-lengths, kind="stable")[:3]] = True
+    problem.add_parameter_group("points", model.points_xyz[used_points], constant=constant, eliminate=True)
+    block = np.full(model.n_points, -1)
+    block[used_points] = np.arange(len(used_points))
+    return used_points, block
 
-    camera_blocks = {}
+
+def _observations(problem, name, residual_type, pose_slots, sel, model_id, cols, options):
+    """Add the residual group of the observations ``sel`` (slots: ``pose_slots`` then the point)."""
+    data = np.c_[cols["xy"][sel], np.full(int(sel.sum()), float(model_id))]
+    problem.add_residual_group(name, residual_type, pose_slots + [("points", cols["point_index"][sel])], data,
+                               loss=LOSSES[options.loss_function_type], loss_scale=options.loss_function_scale)
+
+
+def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
+    """One block per image: pose (6) then its camera's parameters, one group per camera model."""
+    image_row, camera_row = cols["image_row"], cols["camera_row"]
+    pose_groups, camera_groups = [], []
+    model_of_image = model.camera_model_ids[camera_row]
+    for model_id in np.unique(model_of_image[used_images]):
+        name = CAMERA_MODELS[int(model_id)].name
+        images = used_images[model_of_image[used_images] == model_id]
+        params = np.stack([model.camera_params_of(r) for r in camera_row[images]])
+        fixed = [6 + k for k in _constant_coordinates(int(model_id), options)]
+        problem.add_parameter_group(f"cameras_{name}", np.c_[all_poses[images], params],
+                                    constant_coordinates=fixed or None)
+        block = np.full(model.n_images, -1)
+        block[images] = np.arange(len(images))
+        sel = model_of_image[image_row] == model_id
+        _observations(problem, f"observations_{name}", joint_reprojection_type(params.shape[1]),
+                      [(f"cameras_{name}", block[image_row[sel]])], sel, model_id, cols, options)
+        pose_groups.append((f"cameras_{name}", images))
+        camera_groups.append((f"cameras_{name}", camera_row[images], 6))
+    return pose_groups, camera_groups
+
+
+def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, constant_ids, cols):
+    """Poses (one block per image) and intrinsics (one block per camera, shared by its images)."""
+    image_row, camera_row = cols["image_row"], cols["camera_row"]
+    gauge_image = None
+    if options.gauge == "two_cams_from_world":
+        if len(used_images) < 2:
+            raise ValueError("gauge 'two_cams_from_world' needs at least two images with observations")
+        gauge_image, gauge_coordinate = _gauge_second_image(used_images, all_poses)
+        used_images = used_images[used_images != gauge_image]
+    constant_images = np.isin(model.image_ids[used_images], constant_ids) | (not options.refine_rig_from_world)
+    if gauge_image is not None:
+        constant_images[0] = True
+    problem.add_parameter_group("poses", all_poses[used_images], constant=constant_images)
+    pose_groups = [("poses", used_images)]
+    pose_block = np.full(model.n_images, -1)
+    pose_block[used_images] = np.arange(len(used_images))
+    if gauge_image is not None:
+        problem.add_parameter_group("gauge_pose", all_poses[[gauge_image]],
+                                    constant=[not options.refine_rig_from_world or
+                                              model.image_ids[gauge_image] in set(constant_ids.tolist())],
+                                    constant_coordinates=[3 + gauge_coordinate])
+        pose_groups.append(("gauge_pose", np.array([gauge_image])))
+        pose_block[gauge_image] = 0
+    camera_groups = []
     obs_camera = camera_row[image_row]
+    on_gauge = image_row == gauge_image if gauge_image is not None else np.zeros(len(image_row), bool)
     for model_id in np.unique(model.camera_model_ids[np.unique(obs_camera)]):
         name = CAMERA_MODELS[int(model_id)].name
         rows = np.unique(obs_camera[model.camera_model_ids[obs_camera] == model_id])
@@ -183,28 +241,18 @@ def build_problem(model: ColmapModel, options: BundleAdjustmentOptions = None) -
         all_fixed = len(fixed) == params.shape[1]
         problem.add_parameter_group(f"intrinsics_{name}", params, constant=np.full(len(rows), all_fixed),
                                     constant_coordinates=None if all_fixed else fixed or None)
-        for k, r in enumerate(rows):
-            camera_blocks[int(r)] = (f"intrinsics_{name}", k)
+        camera_groups.append((f"intrinsics_{name}", rows, 0))
         block_of_camera = np.full(model.n_cameras, -1)
         block_of_camera[rows] = np.arange(len(rows))
         for gauge_group in (False, True):
-            if gauge_group and gauge_image is None:
-                continue
-            on_gauge = image_row == gauge_image if gauge_image is not None else np.zeros(len(image_row), bool)
             sel = (model.camera_model_ids[obs_camera] == model_id) & (on_gauge == gauge_group)
             if not sel.any():
                 continue
-            pose_index = pose_block[image_row[sel]] - (n_regular if gauge_group else 0)
-            data = np.c_[xy[sel], np.full(sel.sum(), float(model_id))]
-            problem.add_residual_group(f"observations_{name}" + ("_gauge" if gauge_group else ""),
-                                       reprojection_type(params.shape[1]),
-                                       [("gauge_pose" if gauge_group else "poses", pose_index),
-                                        (f"intrinsics_{name}", block_of_camera[obs_camera[sel]]),
-                                        ("points", point_block[point_row[sel]])],
-                                       data, loss=LOSSES[options.loss_function_type],
-                                       loss_scale=options.loss_function_scale)
-    behind = ~in_front_mask(all_poses, model.points_xyz, image_row, point_row)
-    return ColmapProblem(problem, model, used_images, camera_blocks, used_points, int(behind.sum()))
+            _observations(problem, f"observations_{name}" + ("_gauge" if gauge_group else ""),
+                          reprojection_type(params.shape[1]),
+                          [("gauge_pose" if gauge_group else "poses", pose_block[image_row[sel]]),
+                           (f"intrinsics_{name}", block_of_camera[obs_camera[sel]])], sel, model_id, cols, options)
+    return pose_groups, camera_groups
 
 
 def _known(ids: np.ndarray, wanted, kind: str) -> np.ndarray:
@@ -220,16 +268,18 @@ def solution_to_model(built: ColmapProblem) -> ColmapModel:
     solve); each adjusted point's ``error`` is recomputed as its mean reprojection error (COLMAP's
     meaning of the field) over the observations in front of their cameras."""
     model, groups = built.model, built.problem.parameter_groups
-    poses = groups["poses"].values
-    if "gauge_pose" in groups:
-        poses = np.concatenate([poses, groups["gauge_pose"].values])
     qvecs = model.image_qvecs.copy()
     tvecs = model.image_tvecs.copy()
-    qvecs[built.image_rows] = quaternion_from_rotvec(poses[:, :3], like=model.image_qvecs[built.image_rows])
-    tvecs[built.image_rows] = poses[:, 3:]
+    for group, rows in built.pose_groups:
+        poses = groups[group].values
+        qvecs[rows] = quaternion_from_rotvec(poses[:, :3], like=model.image_qvecs[rows])
+        tvecs[rows] = poses[:, 3:6]
     params = model.camera_params.copy()
-    for row, (group, k) in built.camera_blocks.items():
-        params[model.camera_param_offsets[row]:model.camera_param_offsets[row + 1]] = groups[group].values[k]
+    for group, rows, first in built.camera_groups:
+        values = groups[group].values
+        for k, row in enumerate(rows):
+            lo, hi = model.camera_param_offsets[row], model.camera_param_offsets[row + 1]
+            params[lo:hi] = values[k, first:first + hi - lo]
     xyz = model.points_xyz.copy()
     xyz[built.point_rows] = groups["points"].values
     adjusted = model.with_values(camera_params=params, image_qvecs=qvecs, image_tvecs=tvecs, points_xyz=xyz)

@@ -28,7 +28,8 @@ from sparselm.colmap.model import rows_of
 from sparselm.colmap.rotation import rotvec_from_quaternion
 from sparselm.residuals.base import ResidualType
 
-__all__ = ["reprojection_type", "colmap_reprojection_residuals", "colmap_reprojection_jacobians",
+__all__ = ["reprojection_type", "joint_reprojection_type", "joint_reprojection_residuals",
+           "joint_reprojection_jacobians", "colmap_reprojection_residuals", "colmap_reprojection_jacobians",
            "in_front_mask", "observation_errors"]
 
 
@@ -120,6 +121,34 @@ def in_front_mask(poses: np.ndarray, points: np.ndarray, image_index: np.ndarray
                      np.ascontiguousarray(image_index, dtype=np.int64), np.ascontiguousarray(point_index, np.int64))
 
 
+@njit(cache=True)
+def _joint_index(index):
+    """(camera, point) slots -> (pose, intrinsics, point) rows: pose and intrinsics share the block."""
+    out = np.empty((index.shape[0], 3), np.int64)
+    for i in range(index.shape[0]):
+        out[i, 0] = index[i, 0]
+        out[i, 1] = index[i, 0]
+        out[i, 2] = index[i, 1]
+    return out
+
+
+@njit(cache=True)
+def joint_reprojection_residuals(params, index, data, residuals):
+    """Residual kernel of the joint layout: slot 0 is one block per image, its pose (6) then its
+    camera's parameters; slot 1 the point. Same residual as :func:`colmap_reprojection_residuals`."""
+    cameras = params[0]
+    colmap_reprojection_residuals((cameras[:, :6], cameras[:, 6:], params[1]), _joint_index(index), data, residuals)
+
+
+@njit(cache=True)
+def joint_reprojection_jacobians(params, index, data, residuals, jacobians):
+    """Jacobian kernel of the joint layout: d r / d (camera block (n, 2, 6 + k), point (n, 2, 3))."""
+    cameras = params[0]
+    jc = jacobians[0]
+    colmap_reprojection_jacobians((cameras[:, :6], cameras[:, 6:], params[1]), _joint_index(index), data, residuals,
+                                  (jc[:, :, :6], jc[:, :, 6:], jacobians[1]))
+
+
 @lru_cache(maxsize=None)
 def reprojection_type(n_params: int) -> ResidualType:
     """The residual type for cameras with ``n_params`` intrinsics (one per intrinsics block size)."""
@@ -147,3 +176,11 @@ def observation_errors(model):
         colmap_reprojection_residuals((poses, np.ascontiguousarray(params), model.points_xyz), index, data, residuals)
         errors[sel] = np.hypot(residuals[:, 0], residuals[:, 1])
     return errors, in_front_mask(poses, model.points_xyz, image_row, point_row)
+
+
+@lru_cache(maxsize=None)
+def joint_reprojection_type(n_params: int) -> ResidualType:
+    """The residual type of the joint layout (one block of 6 + ``n_params`` per image)."""
+    return ResidualType(name=f"colmap_reprojection_joint_{n_params}", residual_size=2, block_sizes=(6 + n_params, 3),
+                        data_size=3, residual_kernel=joint_reprojection_residuals,
+                        jacobian_kernel=joint_reprojection_jacobians)

@@ -14,7 +14,7 @@ from sparselm.colmap.adjust import bundle_adjust
 from sparselm.colmap.camera_models import CAMERA_MODELS, camera_model_by_name
 from sparselm.colmap.cameras import PROJECTABLE_MODEL_IDS, img_from_cam
 from sparselm.colmap.problem import BundleAdjustmentOptions, build_problem, solution_to_model
-from sparselm.colmap.reprojection import observation_errors, reprojection_type
+from sparselm.colmap.reprojection import observation_errors
 from sparselm.colmap.synthetic import WIDTH, HEIGHT, synthetic_model
 
 from tests.colmap.conftest import model_dir_or_skip
@@ -29,14 +29,19 @@ def cost(model):
     return 0.5 * float(np.sum(errors[in_front] ** 2))
 
 
+@pytest.mark.parametrize("layout", ["shared-cameras", "one-camera-per-image"])
 @pytest.mark.parametrize("name", MODELS)
-def test_reprojection_jacobian_matches_finite_differences(name):
-    model = synthetic_model(name, n_images=4, n_cameras=2, n_points=30, seed=3).ground_truth
+def test_reprojection_jacobian_matches_finite_differences(name, layout):
+    """Both layouts: poses and intrinsics in separate groups (cameras shared by images), and one joint
+    block per image (pose then intrinsics) when every camera has one image."""
+    n_cameras = 2 if layout == "shared-cameras" else 4
+    model = synthetic_model(name, n_images=4, n_cameras=n_cameras, n_points=30, seed=3).ground_truth
     built = build_problem(model, BundleAdjustmentOptions(refine_principal_point=True))
     group = built.problem.residual_groups[0]
+    expected = "cameras_" if layout == "one-camera-per-image" else "poses"
+    assert group.groups[0].startswith(expected)
     params = [built.problem.parameter_groups[g].values for g in group.groups]
-    check = sparselm.check_jacobian(reprojection_type(CAMERA_MODELS[model.camera_model_ids[0]].n_params), params,
-                                    group.index, group.data, tolerance=1e-5)
+    check = sparselm.check_jacobian(group.residual_type, params, group.index, group.data, tolerance=1e-5)
     assert check.ok, check
 
 
