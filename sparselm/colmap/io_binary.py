@@ -20,6 +20,7 @@ import struct
 from typing import BinaryIO, List, Tuple
 
 import numpy as np
+from numba import njit
 
 from sparselm.colmap.camera_models import CAMERA_MODELS
 from sparselm.colmap.model import ColmapFormatError, ColmapModel, TrivialRigs, rows_of
@@ -32,6 +33,8 @@ SENSOR_CAMERA = 0
 _U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
 _POINT2D = np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<u8")])
 _TRACK = np.dtype([("image", "<u4"), ("idx", "<u4")])
+_POINT_HEAD = np.dtype([("id", "<u8"), ("xyz", "<f8", 3), ("rgb", "u1", 3), ("error", "<f8"), ("length", "<u8")])
+_HEAD_BYTES = _POINT_HEAD.itemsize  # 51; the track length is its last 8 bytes
 
 
 class _Reader:
@@ -131,30 +134,59 @@ def read_images_binary(data: bytes, path) -> dict:
                 points2D_point3D_ids=_ids_to_int64(pts["id"]), points2D_offsets=np.array(offsets, np.int64))
 
 
+@njit(cache=True)
+def _scan_points3D(buf, n):
+    """Start offset and track length of each of the ``n`` records of points3D.bin (after the 8-byte
+    count); ``failed`` is the first record that runs past the end (-1: none), ``end`` where the last
+    record ends."""
+    starts = np.empty(n, np.int64)
+    lengths = np.empty(n, np.int64)
+    pos = 8
+    for i in range(n):
+        if pos + _HEAD_BYTES > buf.shape[0]:
+            return starts, lengths, i, pos
+        length = np.int64(0)
+        for k in range(8):
+            length |= np.int64(buf[pos + _HEAD_BYTES - 8 + k]) << (8 * k)
+        if length < 0 or pos + _HEAD_BYTES + 8 * length > buf.shape[0]:
+            return starts, lengths, i, pos
+        starts[i] = pos
+        lengths[i] = length
+        pos += _HEAD_BYTES + 8 * length
+    return starts, lengths, -1, pos
+
+
+def _gather(buf, positions, dtype):
+    """Records of ``dtype`` at byte ``positions`` of ``buf`` (vectorised, unaligned allowed)."""
+    return buf[positions[:, None] + np.arange(dtype.itemsize)].reshape(-1).view(dtype)
+
+
 def read_points3D_binary(data: bytes, path) -> dict:
-    """Parse points3D.bin: a dict of the point* and track_* fields of ColmapModel."""
+    """Parse points3D.bin: a dict of the point* and track_* fields of ColmapModel. Record offsets are
+    found by one compiled pass; the fields are then gathered with vectorised numpy."""
     r = _Reader(data, path)
     (n,) = r.take("<Q")
-    ids = np.empty(n, np.uint64) if n < len(data) else None
-    if ids is None:
-        raise ColmapFormatError(path, None, f"truncated: the header announces {n} points in {len(data)} bytes")
-    xyz = np.empty((n, 3))
-    rgb = np.empty((n, 3), np.uint8)
-    err = np.empty(n)
-    tracks, offsets = [], np.zeros(n + 1, np.int64)
-    for i in range(n):
-        r.record = f"point3D record {i}"
-        values = r.take("<Q3d3BdQ")
-        r.record = f"point3D {values[0]} (record {i})"
-        ids[i] = values[0]
-        xyz[i] = values[1:4]
-        rgb[i] = values[4:7]
-        err[i] = values[7]
-        tracks.append(r.array(_TRACK, values[8]))
-        offsets[i + 1] = offsets[i] + values[8]
-    r.finish()
-    track = np.concatenate(tracks) if tracks else np.zeros(0, _TRACK)
-    return dict(point3D_ids=_ids_to_int64(ids), points_xyz=xyz, points_rgb=rgb, points_error=err,
+    if 8 + n * _POINT_HEAD.itemsize > len(data):
+        raise ColmapFormatError(path, None, f"truncated: the header announces {n} points, which need at least "
+                                            f"{8 + n * _POINT_HEAD.itemsize} bytes; the file has {len(data)}")
+    buf = np.frombuffer(data, np.uint8)
+    starts, lengths, failed, end = _scan_points3D(buf, n)
+    if failed >= 0:
+        record = f"point3D record {failed}"
+        if end + 8 <= len(data):
+            record = f"point3D {int(buf[end:end + 8].view('<u8')[0])} (record {failed})"
+        raise ColmapFormatError(path, record, f"truncated: the record at offset {end} runs past the end of the file "
+                                              f"({len(data)} bytes)")
+    if end != len(data):
+        raise ColmapFormatError(path, None, f"{len(data) - end} bytes of unexpected data after the last record "
+                                            f"(offset {end})")
+    head = _gather(buf, starts, _POINT_HEAD)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    element = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+    track = _gather(buf, np.repeat(starts + _POINT_HEAD.itemsize, lengths) + 8 * element, _TRACK)
+    return dict(point3D_ids=_ids_to_int64(head["id"]), points_xyz=head["xyz"].astype(np.float64),
+                points_rgb=head["rgb"].copy(), points_error=head["error"].astype(np.float64),
                 track_image_ids=track["image"].astype(np.int64), track_point2D_idx=track["idx"].astype(np.int64),
                 track_offsets=offsets)
 
@@ -226,18 +258,22 @@ def write_images_binary(model: ColmapModel, f: BinaryIO) -> None:
 
 
 def write_points3D_binary(model: ColmapModel, f: BinaryIO) -> None:
-    """Write the 3-D points of ``model`` in points3D.bin layout to the binary file ``f``."""
-    f.write(struct.pack("<Q", model.n_points))
+    """Write the 3-D points of ``model`` in points3D.bin layout to the binary file ``f`` (vectorised:
+    the records are scattered into one byte buffer)."""
+    lengths = np.diff(model.track_offsets)
+    starts = 8 + np.arange(model.n_points) * _POINT_HEAD.itemsize + 8 * model.track_offsets[:-1]
+    out = np.empty(8 + model.n_points * _POINT_HEAD.itemsize + 8 * model.n_observations, np.uint8)
+    out[:8] = np.array([model.n_points], "<u8").view(np.uint8)
+    head = np.empty(model.n_points, _POINT_HEAD)
+    head["id"], head["xyz"], head["rgb"] = model.point3D_ids.view(np.uint64), model.points_xyz, model.points_rgb
+    head["error"], head["length"] = model.points_error, lengths
+    out[starts[:, None] + np.arange(_POINT_HEAD.itemsize)] = head.view(np.uint8).reshape(-1, _POINT_HEAD.itemsize)
     track = np.empty(model.n_observations, _TRACK)
     track["image"], track["idx"] = model.track_image_ids, model.track_point2D_idx
-    head = struct.Struct("<Q3d3BdQ")
-    ids = model.point3D_ids.view(np.uint64)
-    chunks: List[bytes] = []
-    for i in range(model.n_points):
-        lo, hi = model.track_offsets[i], model.track_offsets[i + 1]
-        chunks.append(head.pack(ids[i], *model.points_xyz[i], *model.points_rgb[i], model.points_error[i], hi - lo))
-        chunks.append(track[lo:hi].tobytes())
-    f.write(b"".join(chunks))
+    element = np.arange(model.n_observations) - np.repeat(model.track_offsets[:-1], lengths)
+    positions = np.repeat(starts + _POINT_HEAD.itemsize, lengths) + 8 * element
+    out[positions[:, None] + np.arange(8)] = track.view(np.uint8).reshape(-1, 8)
+    f.write(out.tobytes())
 
 
 def write_rigs_binary(rigs: TrivialRigs, f: BinaryIO) -> None:

@@ -264,8 +264,8 @@ def _check_tracks(model: ColmapModel, img_f, pts_f, image_of_point2D) -> None:
         reason = ("is not in that point's track" if exists else f"is out of range: no such point in {pts_f}")
         raise ColmapFormatError(img_f, f"image {model.image_ids[i]} (record {i})",
                                 f"2-D point {k - model.points2D_offsets[i]} has point3D_id {pid}, which {reason}")
-    if len(np.unique(flat)) != len(flat):
-        uniq, first_pos, counts = np.unique(flat, return_index=True, return_counts=True)
-        dup = uniq[counts > 1][0]
+    times_claimed = np.bincount(flat, minlength=len(model.points2D_xy))
+    if (times_claimed > 1).any():
+        dup = _first(times_claimed > 1)
         t = np.flatnonzero(flat == dup)[1]
         raise track_error(t, "repeats an observation already in a track")

@@ -135,6 +135,16 @@ def _point3D_id_inconsistent(m):
     return _corrupt(m, "points2D_point3D_ids", k, m.point3D_ids[0])
 
 
+def _repeated_observation(m):
+    m = _copy(m)
+    row = int(np.flatnonzero(m.image_ids == m.track_image_ids[1])[0])
+    m.points2D_point3D_ids[m.points2D_offsets[row] + m.track_point2D_idx[1]] = -1  # the element given up
+    m.track_image_ids[1], m.track_point2D_idx[1] = m.track_image_ids[0], m.track_point2D_idx[0]
+    return m
+
+
+BAD_MODELS["repeated observation"] = (_repeated_observation, r"points3D.bin: point3D \d+ \(record 0\): track element 1 "
+                                      r"repeats an observation already in a track")
 BAD_MODELS["point3D_id out of range"] = (_point3D_id_out_of_range, r"images.bin: image \d+ \(record \d+\): 2-D point "
                                          r"\d+ has point3D_id 1000000000000, which is out of range: no such point")
 BAD_MODELS["point3D_id not in the track"] = (_point3D_id_inconsistent, r"images.bin: image \d+ \(record \d+\): 2-D "
