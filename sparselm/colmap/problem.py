@@ -12,8 +12,9 @@ point is in front of the camera (see :mod:`sparselm.colmap.reprojection` for the
 Groups, in one of two layouts with the same unknowns and the same cost. Joint (when every camera_id
 is used by one image, as in models with a camera per image, and all poses are free): one group
 ``"cameras_<MODEL>"`` per camera model with one block per image, its pose (6) followed by its camera's
-parameters, so the reduced camera system has one block per image (1.4x faster on sfm-92 than the
-split layout). Split (otherwise): ``"poses"`` (n_images, 6) (and ``"gauge_pose"`` for the second
+refined parameters only (the fixed ones travel in the residuals' data), so the reduced camera system
+has one small block per image (on sfm-92 1.4x faster per iteration than the split layout, which
+keeps fixed coordinates as zeroed columns). Split (otherwise): ``"poses"`` (n_images, 6) (and ``"gauge_pose"`` for the second
 image of the ``two_cams_from_world`` gauge) and one ``"intrinsics_<MODEL>"`` group per camera model
 with one block per camera_id, shared by all its images. Both: ``"points"`` (eliminated by Schur) and
 one residual group ``"observations_<MODEL>[_gauge]"`` per camera model (and pose group). Only images,
@@ -94,8 +95,8 @@ class ColmapProblem:
     model          the model it was built from.
     pose_groups    (group name, model image rows): block i of the group is image rows[i]'s pose, in
                    the block's first 6 columns.
-    camera_groups  (group name, model camera rows, first column): block i holds camera rows[i]'s
-                   parameters from that column on.
+    camera_groups  (group name, model camera rows, first column, parameter indices): block i holds
+                   the listed parameters of camera rows[i], in order, from that column on.
     point_rows     (n_point_blocks,) model point row of each block of "points".
     n_behind       observations whose point is behind its camera at the start (not in the cost).
     """
@@ -103,7 +104,7 @@ class ColmapProblem:
     problem: Problem
     model: ColmapModel
     pose_groups: List[Tuple[str, np.ndarray]]
-    camera_groups: List[Tuple[str, np.ndarray, int]]
+    camera_groups: List[Tuple[str, np.ndarray, int, np.ndarray]]
     point_rows: np.ndarray
     n_behind: int = 0
 
@@ -178,15 +179,19 @@ def _add_points(problem, model, options, used_points):
     return used_points, block
 
 
-def _observations(problem, name, residual_type, pose_slots, sel, model_id, cols, options):
-    """Add the residual group of the observations ``sel`` (slots: ``pose_slots`` then the point)."""
+def _observations(problem, name, residual_type, pose_slots, sel, model_id, cols, options, extra=None):
+    """Add the residual group of the observations ``sel`` (slots: ``pose_slots`` then the point; data:
+    pixel, model id, then ``extra`` columns)."""
     data = np.c_[cols["xy"][sel], np.full(int(sel.sum()), float(model_id))]
+    if extra is not None:
+        data = np.c_[data, extra]
     problem.add_residual_group(name, residual_type, pose_slots + [("points", cols["point_index"][sel])], data,
                                loss=LOSSES[options.loss_function_type], loss_scale=options.loss_function_scale)
 
 
 def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
-    """One block per image: pose (6) then its camera's parameters, one group per camera model."""
+    """One block per image: pose (6) then its camera's refined parameters, one group per camera model
+    (the fixed parameters travel in the residuals' data, see joint_reprojection_type)."""
     image_row, camera_row = cols["image_row"], cols["camera_row"]
     pose_groups, camera_groups = [], []
     model_of_image = model.camera_model_ids[camera_row]
@@ -194,16 +199,18 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
         name = CAMERA_MODELS[int(model_id)].name
         images = used_images[model_of_image[used_images] == model_id]
         params = np.stack([model.camera_params_of(r) for r in camera_row[images]])
-        fixed = [6 + k for k in _constant_coordinates(int(model_id), options)]
-        problem.add_parameter_group(f"cameras_{name}", np.c_[all_poses[images], params],
-                                    constant_coordinates=fixed or None)
+        free = np.setdiff1d(np.arange(params.shape[1]), _constant_coordinates(int(model_id), options))
+        problem.add_parameter_group(f"cameras_{name}", np.c_[all_poses[images], params[:, free]])
         block = np.full(model.n_images, -1)
         block[images] = np.arange(len(images))
         sel = model_of_image[image_row] == model_id
-        _observations(problem, f"observations_{name}", joint_reprojection_type(params.shape[1]),
-                      [(f"cameras_{name}", block[image_row[sel]])], sel, model_id, cols, options)
+        template = params[block[image_row[sel]]]
+        bits = np.full((int(sel.sum()), 1), float(np.sum(1 << free)))
+        _observations(problem, f"observations_{name}", joint_reprojection_type(params.shape[1], len(free)),
+                      [(f"cameras_{name}", block[image_row[sel]])], sel, model_id, cols, options,
+                      extra=np.c_[bits, template])
         pose_groups.append((f"cameras_{name}", images))
-        camera_groups.append((f"cameras_{name}", camera_row[images], 6))
+        camera_groups.append((f"cameras_{name}", camera_row[images], 6, free))
     return pose_groups, camera_groups
 
 
@@ -241,7 +248,7 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
         all_fixed = len(fixed) == params.shape[1]
         problem.add_parameter_group(f"intrinsics_{name}", params, constant=np.full(len(rows), all_fixed),
                                     constant_coordinates=None if all_fixed else fixed or None)
-        camera_groups.append((f"intrinsics_{name}", rows, 0))
+        camera_groups.append((f"intrinsics_{name}", rows, 0, np.arange(params.shape[1])))
         block_of_camera = np.full(model.n_cameras, -1)
         block_of_camera[rows] = np.arange(len(rows))
         for gauge_group in (False, True):
@@ -275,11 +282,10 @@ def solution_to_model(built: ColmapProblem) -> ColmapModel:
         qvecs[rows] = quaternion_from_rotvec(poses[:, :3], like=model.image_qvecs[rows])
         tvecs[rows] = poses[:, 3:6]
     params = model.camera_params.copy()
-    for group, rows, first in built.camera_groups:
+    for group, rows, first, free in built.camera_groups:
         values = groups[group].values
         for k, row in enumerate(rows):
-            lo, hi = model.camera_param_offsets[row], model.camera_param_offsets[row + 1]
-            params[lo:hi] = values[k, first:first + hi - lo]
+            params[model.camera_param_offsets[row] + free] = values[k, first:first + len(free)]
     xyz = model.points_xyz.copy()
     xyz[built.point_rows] = groups["points"].values
     adjusted = model.with_values(camera_params=params, image_qvecs=qvecs, image_tvecs=tvecs, points_xyz=xyz)

@@ -133,20 +133,50 @@ def _joint_index(index):
 
 
 @njit(cache=True)
+def _joint_intrinsics(cameras, index, data):
+    """Each camera's full parameter vector: the free ones from its block (after the pose), the others
+    from the template in the data of any of its observations (see :func:`joint_reprojection_type`)."""
+    k = data.shape[1] - 4
+    full = np.zeros((cameras.shape[0], k))
+    for i in range(index.shape[0]):
+        c = index[i, 0]
+        bits = np.int64(data[i, 3])
+        free = 0
+        for j in range(k):
+            if (bits >> j) & 1:
+                full[c, j] = cameras[c, 6 + free]
+                free += 1
+            else:
+                full[c, j] = data[i, 4 + j]
+    return full
+
+
+@njit(cache=True)
 def joint_reprojection_residuals(params, index, data, residuals):
-    """Residual kernel of the joint layout: slot 0 is one block per image, its pose (6) then its
-    camera's parameters; slot 1 the point. Same residual as :func:`colmap_reprojection_residuals`."""
+    """Residual kernel of the joint layout (see :func:`joint_reprojection_type`); same residual as
+    :func:`colmap_reprojection_residuals`."""
     cameras = params[0]
-    colmap_reprojection_residuals((cameras[:, :6], cameras[:, 6:], params[1]), _joint_index(index), data, residuals)
+    colmap_reprojection_residuals((cameras[:, :6], _joint_intrinsics(cameras, index, data), params[1]),
+                                  _joint_index(index), data, residuals)
 
 
 @njit(cache=True)
 def joint_reprojection_jacobians(params, index, data, residuals, jacobians):
-    """Jacobian kernel of the joint layout: d r / d (camera block (n, 2, 6 + k), point (n, 2, 3))."""
+    """Jacobian kernel of the joint layout: d r / d (camera block (n, 2, 6 + free), point (n, 2, 3))."""
     cameras = params[0]
     jc = jacobians[0]
-    colmap_reprojection_jacobians((cameras[:, :6], cameras[:, 6:], params[1]), _joint_index(index), data, residuals,
-                                  (jc[:, :, :6], jc[:, :, 6:], jacobians[1]))
+    k = data.shape[1] - 4
+    j_full = np.empty((index.shape[0], 2, k))
+    colmap_reprojection_jacobians((cameras[:, :6], _joint_intrinsics(cameras, index, data), params[1]),
+                                  _joint_index(index), data, residuals, (jc[:, :, :6], j_full, jacobians[1]))
+    for i in range(index.shape[0]):
+        bits = np.int64(data[i, 3])
+        free = 0
+        for j in range(k):
+            if (bits >> j) & 1:
+                jc[i, 0, 6 + free] = j_full[i, 0, j]
+                jc[i, 1, 6 + free] = j_full[i, 1, j]
+                free += 1
 
 
 @lru_cache(maxsize=None)
@@ -179,8 +209,12 @@ def observation_errors(model):
 
 
 @lru_cache(maxsize=None)
-def joint_reprojection_type(n_params: int) -> ResidualType:
-    """The residual type of the joint layout (one block of 6 + ``n_params`` per image)."""
-    return ResidualType(name=f"colmap_reprojection_joint_{n_params}", residual_size=2, block_sizes=(6 + n_params, 3),
-                        data_size=3, residual_kernel=joint_reprojection_residuals,
-                        jacobian_kernel=joint_reprojection_jacobians)
+def joint_reprojection_type(n_params: int, n_free: int) -> ResidualType:
+    """The residual type of the joint layout: slot 0 is one block per image, its pose (6) followed by
+    the ``n_free`` refined parameters of its camera (in COLMAP's order), slot 1 the point. Data per
+    observation: x, y, the model id, a bit mask of which of the camera's ``n_params`` parameters are
+    in the block (bit j: parameter j), and the camera's full parameter vector, from which the fixed
+    ones are taken. Fixed parameters thus take no columns in the reduced camera system."""
+    return ResidualType(name=f"colmap_reprojection_joint_{n_params}_{n_free}", residual_size=2,
+                        block_sizes=(6 + n_free, 3), data_size=4 + n_params,
+                        residual_kernel=joint_reprojection_residuals, jacobian_kernel=joint_reprojection_jacobians)
