@@ -241,3 +241,20 @@ def se2_inverse(a):
     """a^-1 of an SE(2) pose (x, y, theta)."""
     c, s = math.cos(a[2]), math.sin(a[2])
     return -c * a[0] - s * a[1], s * a[0] - c * a[1], wrap_angle(-a[2])
+
+
+@njit(cache=True)
+def matrix_multiply(a, b):
+    """a b for row-major 9-tuples."""
+    return (a[0] * b[0] + a[1] * b[3] + a[2] * b[6], a[0] * b[1] + a[1] * b[4] + a[2] * b[7],
+            a[0] * b[2] + a[1] * b[5] + a[2] * b[8],
+            a[3] * b[0] + a[4] * b[3] + a[5] * b[6], a[3] * b[1] + a[4] * b[4] + a[5] * b[7],
+            a[3] * b[2] + a[4] * b[5] + a[5] * b[8],
+            a[6] * b[0] + a[7] * b[3] + a[8] * b[6], a[6] * b[1] + a[7] * b[4] + a[8] * b[7],
+            a[6] * b[2] + a[7] * b[5] + a[8] * b[8])
+
+
+@njit(cache=True)
+def skew(v):
+    """v^ as a row-major 9-tuple."""
+    return (0.0, -v[2], v[1], v[2], 0.0, -v[0], -v[1], v[0], 0.0)
