@@ -268,7 +268,7 @@ class _Counts:
         groups = list(problem.parameter_groups.values())
         self.free = {g.name: ~g.constant for g in groups}
         self.n_free = {g.name: int(self.free[g.name].sum()) for g in groups}
-        self.size = {g.name: g.block_size for g in groups}
+        self.size = {g.name: g.tangent_size for g in groups}  # columns per free block
         self.eliminate = {g.name: bool(g.eliminate) for g in groups}
         self.n_columns = sum(self.n_free[n] * self.size[n] for n in self.n_free)
         self.n_reduced_columns = sum(self.n_free[n] * self.size[n] for n in self.n_free if not self.eliminate[n])
@@ -320,7 +320,9 @@ def estimate_memory(problem: Problem, linear_solver_name: str, layout=None, *, t
     n_rows = 0
     for rg in problem.residual_groups:
         n, m = rg.n_instances, rg.residual_size
-        k = sum(rg.residual_type.block_sizes)
+        k = sum(c.size[name] for name in rg.groups)
+        k += sum(problem.parameter_groups[name].block_size for j, name in enumerate(rg.groups)  # ambient buffers
+                 if not problem.parameter_groups[name].manifold.euclidean and rg.residual_type.slot_manifold(j) is None)
         s = rg.residual_type.n_slots
         n_rows += n * m
         jac += n * m * k * F8
@@ -345,7 +347,7 @@ def estimate_memory(problem: Problem, linear_solver_name: str, layout=None, *, t
         entries = 0  # slot pairs (a, b) with block_a >= block_b: the contributions to lower(J^T J)
         offdiag = 0  # off-diagonal lower(J^T J) entries, one k_a x k_b block per instance at most
         for rg in problem.residual_groups:
-            sizes = rg.residual_type.block_sizes
+            sizes = [c.size[name] for name in rg.groups]
             s = len(sizes)
             entries += rg.n_instances * s * (s + 1) // 2
             offdiag += rg.n_instances * sum(sizes[a] * sizes[b] for a in range(s) for b in range(a))
