@@ -34,8 +34,10 @@ def gauge_vertices(graph: PoseGraph) -> np.ndarray:
     return np.flatnonzero(graph.fixed) if graph.fixed.any() else np.array([0])
 
 
-def build_problem(graph: PoseGraph, *, error: str = "gtsam") -> Problem:
-    """The pose-graph problem of ``graph`` (see the module docstring); poses start at the file's."""
+def build_problem(graph: PoseGraph, *, error: str = "gtsam", loss=None, loss_scale: float = 1.0) -> Problem:
+    """The pose-graph problem of ``graph`` (see the module docstring); poses start at the file's.
+
+    loss, loss_scale: an optional robust loss on the whitened edge errors (as add_residual_group)."""
     if error not in ERRORS:
         raise ValueError(f"unknown pose-graph error {error!r}; choose one of {', '.join(ERRORS)}")
     problem = Problem()
@@ -50,10 +52,22 @@ def build_problem(graph: PoseGraph, *, error: str = "gtsam") -> Problem:
         manifold, residual, information = SE2, SE2_BETWEEN, graph.information
     problem.add_parameter_group("poses", graph.poses, manifold=manifold, constant=gauge_vertices(graph))
     problem.add_residual_group("between", residual, [("poses", graph.edges[:, 0]), ("poses", graph.edges[:, 1])],
-                               graph.measurements, information=information)
+                               graph.measurements, information=information, loss=loss, loss_scale=loss_scale)
     return problem
 
 
 def solution_to_graph(problem: Problem, graph: PoseGraph) -> PoseGraph:
     """A copy of ``graph`` with the poses of ``problem`` (after a solve)."""
     return dataclasses.replace(graph, poses=problem.parameter_groups["poses"].values.copy())
+
+
+def graph_error(graph: PoseGraph) -> float:
+    """GTSAM's graph error of ``graph`` at its poses: 1/2 sum of e^T Lambda e over the between edges."""
+    problem = build_problem(graph)
+    group = problem.residual_groups[0]
+    poses = problem.parameter_groups["poses"].values
+    errors = np.empty((group.n_instances, group.residual_size))
+    group.residual_type.residual_kernel((poses, poses), group.index, group.data, errors)
+    information = graph.information[:, ROTATION_FIRST][:, :, ROTATION_FIRST] if graph.kind is SE3_RECORDS \
+        else graph.information
+    return 0.5 * float(np.einsum("ni,nij,nj->", errors, information, errors))
