@@ -17,7 +17,7 @@ from scipy.sparse.csgraph import connected_components
 
 from sparselm.g2o.io import PoseGraph, read_g2o, write_g2o
 from sparselm.g2o.problem import build_problem, graph_error, solution_to_graph
-from sparselm.problem import Problem
+from sparselm.core.problem import Problem
 
 FILE_KIND = "g2o file"
 TAGS = (b"VERTEX_SE2", b"EDGE_SE2", b"VERTEX_SE3:QUAT", b"EDGE_SE3:QUAT", b"FIX")

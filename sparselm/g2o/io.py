@@ -32,7 +32,7 @@ from typing import Dict, List, Tuple, Union
 
 import numpy as np
 
-from sparselm.atomic import atomic_write
+from sparselm.util.atomic import atomic_write
 
 PathLike = Union[str, os.PathLike]
 

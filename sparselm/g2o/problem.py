@@ -21,7 +21,7 @@ import numpy as np
 
 from sparselm.g2o.io import SE3_RECORDS, PoseGraph
 from sparselm.manifolds import SE2, SE3
-from sparselm.problem import Problem
+from sparselm.core.problem import Problem
 from sparselm.residuals.pose_graph import SE2_BETWEEN, SE3_BETWEEN, SE3_BETWEEN_G2O
 
 #: g2o's (tx, ty, tz, rx, ry, rz) -> the errors' (rx, ry, rz, tx, ty, tz)

@@ -7,12 +7,12 @@ from numba import njit, prange
 from scipy.spatial.transform import Rotation
 
 import sparselm
-from sparselm.evaluator import Evaluator
+from sparselm.core.evaluator import Evaluator
 from sparselm.manifolds import SE3, lie
 from sparselm.residuals.base import ResidualType
 from sparselm.residuals.pose_graph import SE3_PRIOR
-from sparselm.structure import build_layout
-from sparselm.timing import PhaseTimer
+from sparselm.core.layout import build_layout
+from sparselm.util.timing import PhaseTimer
 
 TIGHT = dict(max_iterations=200, function_tolerance=1e-16, gradient_tolerance=1e-14, parameter_tolerance=1e-14,
              verbose=False)
