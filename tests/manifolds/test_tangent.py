@@ -163,3 +163,44 @@ def test_checks_on_groups_and_slots():
     p.add_parameter_group("flat", np.zeros((2, 7)))
     with pytest.raises(ValueError, match="differentiates on the 'se3' manifold, group 'flat' is on 'euclidean"):
         p.add_residual_group("prior", SE3_PRIOR, [("flat", [0])], np.zeros((1, 7)))
+
+
+@njit(parallel=True, cache=True)
+def _direction_observation(params, index, data, residuals):
+    """r = R(q)^T u - obs: a unit direction u (sphere2) seen from a rotation q."""
+    q, u = params[0], params[1]
+    for n in prange(index.shape[0]):
+        a, b = index[n, 0], index[n, 1]
+        local = lie.rotate(lie.quaternion_conjugate((q[a, 0], q[a, 1], q[a, 2], q[a, 3])), (u[b, 0], u[b, 1], u[b, 2]))
+        for r in range(3):
+            residuals[n, r] = local[r] - data[n, r]
+
+
+DIRECTION_OBS = ResidualType("direction_observation", 3, (4, 3), 3, _direction_observation)
+
+
+@pytest.mark.parametrize("linear_solver", ["sparse_schur", "dense_schur", "iterative_schur"])
+def test_schur_elimination_of_a_manifold_group_matches_the_full_system(linear_solver, rng):
+    n_frames, n_dirs = 4, 30
+    rot = Rotation.from_rotvec(rng.normal(size=(n_frames, 3)))
+    dirs = rng.normal(size=(n_dirs, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    frame, d = np.repeat(np.arange(n_frames), n_dirs), np.tile(np.arange(n_dirs), n_frames)
+    obs = rot[frame].inv().apply(dirs[d]) + 0.01 * rng.normal(size=(len(frame), 3))
+    start_dirs = dirs + 0.1 * rng.normal(size=dirs.shape)
+    start_dirs /= np.linalg.norm(start_dirs, axis=1, keepdims=True)
+    start_rot = (rot * Rotation.from_rotvec(0.1 * rng.normal(size=(n_frames, 3)))).as_quat()
+    start_rot[0] = rot[0].as_quat()
+    finals = []
+    for solver in ("sparse_normal_cholesky", linear_solver):
+        p = sparselm.Problem()
+        p.add_parameter_group("rot", start_rot, manifold="so3_quaternion", constant=[0])
+        p.add_parameter_group("dirs", start_dirs, manifold="sphere2", eliminate=True)
+        p.add_residual_group("obs", DIRECTION_OBS, [("rot", frame), ("dirs", d)], obs)
+        summary = sparselm.solve(p, **dict(TIGHT, linear_solver=solver))
+        assert summary.problem["free_parameters"] == 3 * 3 + 2 * n_dirs
+        u = p.parameter_groups["dirs"].values
+        assert np.abs(np.linalg.norm(u, axis=1) - 1).max() <= 1e-12
+        finals.append((summary.final_cost, u.copy()))
+    assert finals[1][0] == pytest.approx(finals[0][0], rel=1e-8)
+    np.testing.assert_allclose(finals[1][1], finals[0][1], atol=1e-7)
