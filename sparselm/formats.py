@@ -13,7 +13,7 @@ files have no signature) is tried last.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional
@@ -41,6 +41,8 @@ class InputFormat:
     rms_error        rms_error(problem) -> RMS of the per-observation error at the problem's
                      current values (e.g. reprojection pixels), or None when the format has none.
     error_label      what ``rms_error`` measures ('reprojection error'), error_unit its unit ('px').
+    solver_defaults  SolverOptions fields ``sparselm solve`` uses for this format where the command
+                     line has no flag for them (e.g. a near-Gauss-Newton start for pose graphs).
     fallback         try this format only when no other one detects the file.
     """
 
@@ -57,6 +59,7 @@ class InputFormat:
     error_label: str = ""
     error_unit: str = ""
     fallback: bool = False
+    solver_defaults: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of_module(cls, name: str, module: ModuleType, fallback: bool = False) -> "InputFormat":
@@ -66,7 +69,7 @@ class InputFormat:
                    sizes=module.sizes, statistics=module.statistics, statistics_lines=module.statistics_lines,
                    write_solution=module.write_solution, rms_error=getattr(module, "rms_error", None),
                    error_label=getattr(module, "ERROR_LABEL", ""), error_unit=getattr(module, "ERROR_UNIT", ""),
-                   fallback=fallback)
+                   fallback=fallback, solver_defaults=dict(getattr(module, "SOLVER_DEFAULTS", {})))
 
 
 #: the formats, in the order :func:`detect_format` tries them (one line per format).

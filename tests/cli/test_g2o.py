@@ -81,6 +81,9 @@ def test_solve_writes_the_solution_and_the_report(tmp_path, capsys):
     assert data["final_cost"] == pytest.approx(graph_error(solved), rel=1e-9)
     assert data["final_cost"] < data["initial_cost"] == pytest.approx(graph_error(read_g2o(path)), rel=1e-12)
     assert data["problem"]["free_parameters"] == 9
+    # the format's solver defaults: a near-Gauss-Newton start, CHOLMOD's choice of factorization
+    assert data["options_used"]["initial_trust_region_radius"] == 1e8
+    assert data["options_used"]["factorization"] == "auto"
     assert solved.poses[0].tolist() == [0.0, 0.0, 0.0]
 
 
