@@ -105,3 +105,11 @@ def test_real_file_solves_from_the_command_line(tmp_path, capsys, g2o_file):
     assert main(["solve", str(g2o_file("smallGrid3D")), "-q", "--report", str(report), "--function-tolerance",
                  "1e-10"]) == 0
     assert json.loads(report.read_text())["final_cost"] <= 5.179253e+02 * (1 + 1e-6)
+
+
+def test_profile_reads_a_g2o_file(tmp_path, capsys):
+    path = tmp_path / "small.g2o"
+    path.write_text(GRAPH)
+    assert main(["profile", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "se2_between" in text and "CONVERGENCE" in text
