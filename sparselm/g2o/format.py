@@ -102,7 +102,7 @@ def statistics(graph: PoseGraph) -> dict:
 def statistics_lines(stats: dict) -> List[str]:
     """The text of ``sparselm info`` for :func:`statistics` (after its 'input' line)."""
     d = stats["degree"]
-    fixed = stats["fixed_vertices"]
+    fixed = ", ".join(map(str, stats["fixed_vertices"])) or "none (the first is held as the gauge)"
     return [
         f"  pose graph                {stats['dimension']}-D ({'SE(2)' if stats['dimension'] == 2 else 'SE(3)'})",
         f"  vertices                  {stats['vertices']}",
@@ -110,7 +110,7 @@ def statistics_lines(stats: dict) -> List[str]:
         f"{stats['loop_closures']} loop closures: vertex ids more than 1 apart)",
         f"  degree (edges per vertex) min {d['min']}, median {d['median']:g}, max {d['max']}",
         f"  connected components      {stats['connected_components']}",
-        f"  fixed vertices            {', '.join(map(str, fixed)) if fixed else 'none (the first is held as the gauge)'}",
+        f"  fixed vertices            {fixed}",
         f"  parameters                {stats['parameters']} stored, {stats['tangent_parameters']} tangent",
         f"  initial error             {stats['initial_error']:.6e} (1/2 sum e^T Lambda e, GTSAM's)",
     ]
