@@ -113,3 +113,17 @@ def test_profile_reads_a_g2o_file(tmp_path, capsys):
     assert main(["profile", str(path)]) == 0
     text = capsys.readouterr().out
     assert "se2_between" in text and "CONVERGENCE" in text
+
+
+def test_robust_loss_applies_and_camera_options_are_refused(tmp_path, capsys):
+    path = tmp_path / "small.g2o"
+    path.write_text(GRAPH)
+    report = tmp_path / "r.json"
+    assert main(["solve", str(path), "-q", "--loss", "cauchy", "--report", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["problem"]["residual_groups"]["between"]["loss"] == "cauchy"
+    capsys.readouterr()
+    assert main(["solve", str(path), "--sigma", "2"]) == 2
+    _one_line(capsys.readouterr().err, "--sigma does not apply to a g2o pose graph")
+    assert main(["solve", str(path), "--fix-intrinsics"]) == 2
+    _one_line(capsys.readouterr().err, "--fix-intrinsics does not apply")
