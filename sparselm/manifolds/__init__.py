@@ -44,9 +44,5 @@ from sparselm.manifolds.registry import register_manifold, registered_manifolds,
 from sparselm.manifolds.rotations import SO3_QUATERNION, SO3_ROTATION_VECTOR
 from sparselm.manifolds.sphere import SPHERE2
 
-for _manifold in (SO3_QUATERNION, SO3_ROTATION_VECTOR, SE3, SE2, SPHERE2):
-    register_manifold(_manifold)
-del _manifold
-
 __all__ = ["Manifold", "ManifoldCheck", "check_manifold", "euclidean", "register_manifold", "registered_manifolds",
            "resolve_manifold", "SO3_QUATERNION", "SO3_ROTATION_VECTOR", "SE3", "SE2", "SPHERE2"]

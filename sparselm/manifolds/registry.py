@@ -1,10 +1,14 @@
-"""The registry of manifolds: name -> Manifold, and the resolution of a group's ``manifold=`` argument."""
+"""The registry of manifolds: name -> Manifold (the provided ones registered on import), and the
+resolution of a group's ``manifold=`` argument."""
 from __future__ import annotations
 
 from typing import Dict, Union
 
 from sparselm.manifolds.base import Manifold
 from sparselm.manifolds.euclidean import euclidean
+from sparselm.manifolds.poses import SE2, SE3
+from sparselm.manifolds.rotations import SO3_QUATERNION, SO3_ROTATION_VECTOR
+from sparselm.manifolds.sphere import SPHERE2
 
 _REGISTRY: Dict[str, Manifold] = {}
 
@@ -42,3 +46,7 @@ def resolve_manifold(manifold: Union[None, str, Manifold], block_size: int) -> M
         raise ValueError(f"manifold {manifold.name!r} has blocks of size {manifold.ambient_size}, the values have "
                          f"{block_size} columns")
     return manifold
+
+
+for provided in (SO3_QUATERNION, SO3_ROTATION_VECTOR, SE3, SE2, SPHERE2):
+    register_manifold(provided)
