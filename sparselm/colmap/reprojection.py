@@ -131,11 +131,12 @@ def colmap_reprojection_jacobians(params, index, data, residuals, jacobians):
         jpose[i, 1, 5] = a12
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _in_front(poses, points, image_index, point_index):
+    # serial: a few ns per observation, less than waking the thread pool on a small model
     out = np.empty(image_index.shape[0], np.bool_)
     eps = np.finfo(np.float64).eps
-    for i in prange(image_index.shape[0]):
+    for i in range(image_index.shape[0]):
         _, p = _camera_point(poses, image_index[i], points, point_index[i])
         out[i] = p[2] >= eps
     return out

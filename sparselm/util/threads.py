@@ -28,18 +28,15 @@ _SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_", "scipy_op
 
 def mapped_libraries() -> list:
     """Paths of the shared libraries mapped into this process (from /proc/self/maps), sorted."""
-    paths = set()
     try:
         with open("/proc/self/maps") as fh:
-            for line in fh:
-                parts = line.split(None, 5)
-                if len(parts) == 6:
-                    p = parts[5].strip()
-                    if p.startswith("/") and ".so" in os.path.basename(p):
-                        paths.add(p)
+            lines = fh.read().splitlines()
     except OSError:
         return []
-    return sorted(paths)
+    # a mapping's path is its sixth field; thousands of mappings share a few hundred paths, so
+    # deduplicate before looking at the names (this runs at every solve's set-up)
+    mapped = {parts[5].strip() for parts in (line.split(None, 5) for line in lines) if len(parts) == 6}
+    return sorted(p for p in mapped if p.startswith("/") and ".so" in os.path.basename(p))
 
 
 def loaded_blas_libraries() -> list:
