@@ -174,6 +174,19 @@ def test_real_model_final_cost_at_most_pycolmaps(name):
     assert cost(adjusted) == pytest.approx(summary.final_cost, rel=1e-9)
 
 
+def test_sfm92_reduced_system_is_dense_and_solved_densely():
+    """Every pair of sfm-92's 92 images shares points: S's factor is full, and 'auto' factors it with
+    LAPACK (dense_schur) rather than CHOLMOD."""
+    from sparselm.core.layout import build_layout
+    from sparselm.linalg.auto import choose_linear_solver
+
+    layout = build_layout(build_problem(read_model(model_dir_or_skip("sfm-92"))).problem)
+    choice = choose_linear_solver(layout, "auto")
+    n = layout.n_reduced_columns
+    assert n == 92 * 8 and choice.factor_estimate["nnz"] == n * (n + 1) // 2
+    assert choice.name == "dense_schur"
+
+
 def test_unsupported_camera_model_and_unobserved_images():
     model = synthetic_model("SIMPLE_RADIAL", n_images=6, n_cameras=2, n_points=60, seed=2).initial
     fov = dataclasses.replace(model, camera_model_ids=np.full(2, camera_model_by_name("FOV").model_id),
