@@ -168,8 +168,9 @@ def report(data: dict) -> str:
             "solving (+ sparselm writing the values back into a model); solve time = the solver alone; time to "
             "pycolmap's final cost (within 1e-9 relative) counts from the start of the whole run (set-up included) and is compared with "
             "pycolmap's solve time. Peak RSS is the worker process's high-water mark during the run (interpreter "
-            "and libraries included). sparselm's numba kernels were loaded from the disk cache before the clock "
-            "started.\n\n" + table + "\n\n" + _phase_table(data) + "\n")
+            "and libraries included). sparselm's numba kernels were compiled or loaded by an untimed two-iteration "
+            "solve of the same model before the clock started (sparselm's radius: the COLMAP format's initial "
+            "trust-region radius 1e6).\n\n" + table + "\n\n" + _phase_table(data) + "\n")
 
 
 PHASES = ("jacobian", "assembly", "schur_complement", "factorization", "solve", "back_substitution", "residual")
