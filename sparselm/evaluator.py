@@ -146,6 +146,7 @@ class Evaluator:
             self._jd.append(np.zeros((n, m)))
         self.gradient = np.zeros(layout.n_columns)
         self.column_norms = np.zeros(layout.n_columns)
+        self._jacobian_kernels = [_jacobian_kernel(problem, rg) for rg in problem.residual_groups]
         self._constant_coordinates = [
             np.concatenate([problem.parameter_groups[g].constant_coordinates for g in rg.groups])
             for rg in problem.residual_groups]
@@ -193,8 +194,8 @@ class Evaluator:
                 res, jac, views = self.residuals[g], self.jacobians[g], self._jacobian_views[g]
                 params = self._params(rg, values)
                 rl = self.layout.residuals[g]
-                if rg.residual_type.jacobian_kernel is not None:
-                    rg.residual_type.jacobian_kernel(params, rl.index, rl.data, res, views)
+                if self._jacobian_kernels[g] is not None:
+                    self._jacobian_kernels[g](params, rl.index, rl.data, res, views)
                 else:
                     numeric_jacobian(rg.residual_type.residual_kernel, params, rl.index, rl.data, res, views)
                 self._check_finite(g, rg, res, jac)
@@ -250,6 +251,21 @@ class Evaluator:
         """out = values + step on the free blocks (constant blocks copied)."""
         for name, ids in self.layout.block_id.items():
             _apply_block_step(values[name], ids, self.layout.block_col, step, out[name])
+
+
+def _jacobian_kernel(problem: Problem, rg):
+    """The Jacobian kernel to call for residual group ``rg``: a variant that skips the columns of
+    constant coordinates and of slots whose blocks are all constant when the type offers one
+    (``jacobian_kernel_for``), else its ``jacobian_kernel``. Skipped columns stay zero."""
+    rt = rg.residual_type
+    if rt.jacobian_kernel is None or rt.jacobian_kernel_for is None:
+        return rt.jacobian_kernel
+    needed = []
+    for gname in rg.groups:
+        pg = problem.parameter_groups[gname]
+        free = not bool(pg.constant.all())
+        needed.append(tuple(free and not bool(c) for c in pg.constant_coordinates))
+    return rt.jacobian_kernel_for(tuple(needed))
 
 
 @numba.njit(parallel=True, cache=True)
