@@ -93,6 +93,8 @@ import numpy as np
 from numba import njit, prange
 
 from sparselm.residuals.base import ResidualType
+from sparselm.residuals.function import residual
+from sparselm.residuals.geometry import angle_axis_to_matrix, matrix_times
 
 __all__ = [
     "BAL_REPROJECTION",
@@ -102,6 +104,8 @@ __all__ = [
     "left_jacobians",
     "angle_axis_rotate_point",
     "project",
+    "snavely_reprojection",
+    "BAL_REPROJECTION_DERIVED",
 ]
 
 #: below this theta^2 the SO(3) coefficients are evaluated by their Taylor series.
@@ -364,3 +368,20 @@ BAL_REPROJECTION = ResidualType(
     residual_kernel=bal_reprojection_residuals,
     jacobian_kernel=bal_reprojection_jacobians,
 )
+
+
+def snavely_reprojection(camera, point, observed, R):
+    """The BAL reprojection residual of one observation, as a residual function (see the module
+    docstring): ``R`` is the camera's rotation matrix, precomputed once per camera."""
+    P = [q + t for q, t in zip(matrix_times(R, point), (camera[3], camera[4], camera[5]))]
+    px = -P[0] / P[2]
+    py = -P[1] / P[2]
+    r2 = px * px + py * py
+    fd = camera[6] * (1.0 + r2 * (camera[7] + camera[8] * r2))
+    return [fd * px - observed[0], fd * py - observed[1]]
+
+
+#: The BAL reprojection residual derived by :func:`sparselm.residual` from
+#: :func:`snavely_reprojection` (exact Jacobian by code generation, rotation per camera).
+BAL_REPROJECTION_DERIVED = residual(residual_size=2, block_sizes=(9, 3), data_size=2, name="bal_reprojection_derived",
+                                    precompute={"R": ("camera", angle_axis_to_matrix)})(snavely_reprojection)

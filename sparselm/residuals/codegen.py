@@ -28,7 +28,7 @@ import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
 #: Bumped whenever the generated code changes, so that old cache entries are not reused.
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"
 
 
 @dataclass
@@ -99,6 +99,7 @@ class _Sweep:
         self.derivatives = {}
         self.temporaries = temps
         self.adjoints = {}  # temporary -> {output r: its adjoint (a symbol or an atom)}
+        self.zero_when = {}  # symbol -> condition under which its value is exactly 0 (a where branch)
         if not wrt:
             return
         wanted = set(wrt)
@@ -122,11 +123,14 @@ class _Sweep:
             symbols_of_t = {}
             for r, terms in sorted(adjoint.pop(t).items()):
                 total = sympy.Add(*terms)
+                if total.has(sympy.Piecewise):
+                    total = sympy.piecewise_fold(total)
                 if total.is_Atom:
                     symbols_of_t[r] = total
                 else:
                     sym = sympy.Symbol(f"{prefix}a{r}_{t.name}", real=True)
                     self.statements.append((sym.name, total))
+                    self._note_zero(sym, total)
                     symbols_of_t[r] = sym
             self.adjoints[t] = symbols_of_t
             for s in e.free_symbols:
@@ -136,10 +140,30 @@ class _Sweep:
                 if d.is_zero:
                     continue
                 for r, a in symbols_of_t.items():
-                    adjoint.setdefault(s, {}).setdefault(r, []).append(a * d)
+                    adjoint.setdefault(s, {}).setdefault(r, []).append(self.times(a, d))
         for s in wrt:
             for r, terms in adjoint.get(s, {}).items():
                 self.derivatives[r, s] = sympy.Add(*terms)
+
+    def _note_zero(self, sym, e) -> None:
+        """Remember when the value of ``sym`` (defined as e) is exactly 0 because a where branch is 0."""
+        if not isinstance(e, sympy.Piecewise):
+            return
+        zero, earlier = [], []
+        for value, cond in e.args:
+            if value.is_zero:
+                zero.append(sympy.And(cond, *[sympy.Not(c) for c in earlier]))
+            earlier.append(cond)
+        if zero:
+            self.zero_when[sym] = sympy.Or(*zero)
+
+    def times(self, a, d):
+        """a * d, but exactly 0 where a or d is a where branch equal to 0: the other factor may then be
+        inf/nan (the derivative of sqrt at 0 in the branch not taken), and 0 * inf must not leak in."""
+        conditions = [self.zero_when[x] for x in (a, d) if x in self.zero_when]
+        if not conditions:
+            return a * d
+        return sympy.Piecewise((0, sympy.Or(*conditions)), (a * d, True))
 
     def partial(self, node, e, s):
         """d e / d s for the expression e of ``node`` (a temporary or output), as an atom or a symbol
@@ -152,6 +176,7 @@ class _Sweep:
             else:
                 sym = sympy.Symbol(f"{self.prefix}p{len(self._partials)}", real=True)
                 self.statements.append((sym.name, d))
+                self._note_zero(sym, d)
                 self._partials[key] = sym
         return self._partials[key]
 
@@ -269,7 +294,7 @@ def _chain_rule(sweep: "_Sweep", pc: Precomputed, nonzero, n_outputs: int, neede
             sym = sympy.Symbol(f"tg{p}_{k}_{c}", real=True)
             sweep.statements.append((sym.name, tangent))
             for r, adj in sweep.adjoints[t].items():
-                terms[r, c] = terms.get((r, c), 0) + adj * sym
+                terms[r, c] = terms.get((r, c), 0) + sweep.times(adj, sym)
     return terms
 
 

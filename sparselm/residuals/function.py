@@ -102,7 +102,7 @@ class _Definition:
             from sparselm.residuals.codegen import generate_source
             return generate_source(self.spec(), needed)
 
-        return load_or_generate(path, generate), path
+        return load_or_generate(path, generate)
 
 
 def _check_signature(func, block_sizes, data_size, precompute_names):
@@ -182,7 +182,7 @@ def residual(residual_size: int, block_sizes: Sequence[int], data_size: int = 0,
         resolved = _resolve_precompute(func, precompute, positional[:len(block_sizes)])
         definition = _Definition(func, type_name, residual_size, block_sizes, data_size, resolved)
         full = tuple(tuple(True for _ in range(k)) for k in block_sizes)
-        (module, hit), path = definition.module(full)
+        module, hit, path = definition.module(full)
 
         @lru_cache(maxsize=None)
         def jacobian_kernel_for(needed: Needed):
@@ -192,7 +192,7 @@ def residual(residual_size: int, block_sizes: Sequence[int], data_size: int = 0,
                                  f"{block_sizes}, got {tuple(len(slot) for slot in needed)}")
             if needed == full:
                 return module.jacobian_kernel
-            (variant, _), _ = definition.module(needed)
+            variant, _, _ = definition.module(needed)
             return variant.jacobian_kernel
 
         return FunctionResidualType(type_name, residual_size, block_sizes, data_size, module.residual_kernel,

@@ -20,6 +20,7 @@ import importlib.util
 import numbers
 import os
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -103,16 +104,22 @@ def fingerprint(functions, *parts) -> str:
 def load_or_generate(path: Path, generate) -> tuple:
     """Import the module at ``path``, first writing ``generate()`` there if it does not exist.
 
-    Returns (module, hit) where hit tells whether the file was already there.
+    Returns (module, hit, path) where hit tells whether the file was already there. If the folder cannot be
+    written, the module goes to a private folder under the system's temporary folder instead.
     """
     hit = path.exists()
     if not hit:
         source = generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, source)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, source)
+        except OSError:  # an unwritable cache folder: a private temporary one still works
+            path = Path(tempfile.gettempdir()) / f"sparselm-{os.getuid()}" / path.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, source)
     module_name = "sparselm_generated." + path.stem
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
-    return module, hit
+    return module, hit, path
