@@ -27,9 +27,6 @@ from typing import List, Sequence, Tuple
 import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
-#: Bumped whenever the generated code changes, so that old cache entries are not reused.
-CODEGEN_VERSION = "2"
-
 
 @dataclass
 class Precomputed:

@@ -37,7 +37,7 @@ instances (a rotation matrix per camera seen ~10-500 times in bundle adjustment)
 Errors
 ------
 Everything tracing cannot represent fails here, when the type is created, with a
-:class:`~sparselm.residuals.tracing.ResidualDefinitionError` naming the function, the source line
+:class:`~sparselm.residuals.errors.ResidualDefinitionError` naming the function, the source line
 and the reason: the wrong number of arguments, a wrong return length, a Python ``if`` on a traced
 value, ``math``/numpy functions on traced values, an index out of range, a non-finite constant.
 
@@ -55,7 +55,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 from sparselm.residuals.base import ResidualType
 from sparselm.residuals.kernel_cache import cache_dir, fingerprint, load_or_generate
-from sparselm.residuals.tracing import ResidualDefinitionError, describe
+from sparselm.residuals.errors import ResidualDefinitionError, describe
 
 __all__ = ["residual", "FunctionResidualType", "ResidualDefinitionError"]
 

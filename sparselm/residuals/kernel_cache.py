@@ -16,6 +16,7 @@ clear the cache folder after changing one.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import numbers
 import os
@@ -26,7 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sparselm.atomic import atomic_write
+from sparselm.util.atomic import atomic_write
+
+#: Bumped whenever sparselm.residuals.codegen changes the code it generates, so that old cache
+#: entries are not reused (part of every key).
+CODEGEN_VERSION = "2"
 
 
 def cache_dir() -> Path:
@@ -88,13 +93,17 @@ def _update_function(h, func: types.FunctionType, seen) -> None:
             _update_value(h, func.__globals__[name], seen)
 
 
+def _sparselm_version() -> str:
+    try:
+        return importlib.metadata.version("sparselm")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
 def fingerprint(functions, *parts) -> str:
     """A hex key of ``functions`` (see the module docstring) and the reprs of ``parts``."""
-    from sparselm.residuals.codegen import CODEGEN_VERSION
-    import sparselm
-
     h = hashlib.sha256()
-    h.update(repr((sys.version_info[:2], getattr(sparselm, "__version__", "?"), CODEGEN_VERSION, parts)).encode())
+    h.update(repr((sys.version_info[:2], _sparselm_version(), CODEGEN_VERSION, parts)).encode())
     seen = set()
     for f in functions:
         _update_function(h, f, seen)

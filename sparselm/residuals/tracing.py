@@ -18,13 +18,10 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import sympy
 
+from sparselm.residuals.errors import ResidualDefinitionError, definition_site, describe
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _PACKAGE = os.path.dirname(_HERE)
-
-
-class ResidualDefinitionError(ValueError):
-    """A residual function cannot be turned into a residual type; the message names the function,
-    its source line and the reason."""
 
 
 class TracingError(Exception):
@@ -180,17 +177,6 @@ def _where_in_user_code(exc: BaseException, func: Callable) -> str:
             continue
         return f"{frame.filename}:{frame.lineno}"
     return definition_site(func)
-
-
-def definition_site(func: Callable) -> str:
-    """'file:line' of a function's ``def``."""
-    code = getattr(func, "__code__", None)
-    return f"{code.co_filename}:{code.co_firstlineno}" if code else "<unknown>"
-
-
-def describe(func: Callable) -> str:
-    """'residual function NAME (file:line)', the prefix of every definition error."""
-    return f"residual function {getattr(func, '__qualname__', func)!r} ({definition_site(func)})"
 
 
 def trace(func: Callable, arguments: Sequence, expected_size: Optional[int], what: str,
