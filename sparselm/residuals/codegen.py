@@ -92,7 +92,6 @@ class _Sweep:
         self._partials = {}
         temps, self.outputs = sympy.cse(list(outputs), symbols=sympy.numbered_symbols(f"{prefix}v"), order="none")
         self.statements += [(t.name, e) for t, e in temps]
-        self.forward_count = len(self.statements)
         self.derivatives = {}
         self.temporaries = temps
         self.adjoints = {}  # temporary -> {output r: its adjoint (a symbol or an atom)}
@@ -214,13 +213,15 @@ def _share_reciprocals(statements, prefix: str):
     return out
 
 
-def _emit(statements, assignments, loads, indent: str, prefix: str) -> List[str]:
-    """Loads of the symbols used, the statements, then ``target = expr`` assignments."""
-    # the final values may still share subexpressions (an exp in a value and its derivative)
-    shared, reduced = sympy.cse([e for _, e in assignments], symbols=sympy.numbered_symbols(f"{prefix}w"),
+def _emit(statements, values, derivatives, loads, indent: str, prefix: str) -> List[str]:
+    """Loads of the symbols used, the statements, the ``target = expr`` value assignments, then the
+    derivative assignments. Values are printed exactly as in a kernel without derivatives, so both
+    kernels compute bitwise equal residuals; the derivatives may still share subexpressions (an exp
+    in a value and its derivative), which a last CSE pass collects."""
+    shared, reduced = sympy.cse([e for _, e in derivatives], symbols=sympy.numbered_symbols(f"{prefix}w"),
                                 order="none")
-    body = _share_reciprocals(list(statements) + [(t.name, e) for t, e in shared]
-                              + [(target, e) for (target, _), e in zip(assignments, reduced)], prefix)
+    body = _share_reciprocals(list(statements) + list(values) + [(t.name, e) for t, e in shared]
+                              + [(target, e) for (target, _), e in zip(derivatives, reduced)], prefix)
     free = _free_names(body, [])
     lines = [f"{indent}{s.name} = {src}" for s, src in loads if s.name in free]
     return lines + [f"{indent}{name} = {_print(e)}" for name, e in body]
@@ -235,7 +236,8 @@ def _precompute_loops(spec: SymbolicResidual, needed, with_derivatives: bool):
         wrt = [slot_syms[c] for c, ok in enumerate(needed[pc.slot]) if ok] if with_derivatives else []
         sweep = _Sweep(f"b{p}", pc.outputs, wrt)
         q = len(pc.symbols)
-        assignments = [(f"pre{p}[b, {a}]", out) for a, out in enumerate(sweep.outputs)]
+        values = [(f"pre{p}[b, {a}]", out) for a, out in enumerate(sweep.outputs)]
+        assignments = []
         entries = {}
         for a in range(q):
             for c, ok in enumerate(needed[pc.slot]):
@@ -251,7 +253,7 @@ def _precompute_loops(spec: SymbolicResidual, needed, with_derivatives: bool):
         if with_derivatives:
             lines.append(f"    dpre{p} = np.empty(({nb}, {max(len(entries), 1)}))")
         lines.append(f"    for b in prange({nb}):")
-        lines += _emit(sweep.statements, assignments,
+        lines += _emit(sweep.statements, values, assignments,
                        [(s, f"params[{pc.slot}][b, {c}]") for c, s in enumerate(slot_syms)], "        ", f"b{p}")
     return lines, nonzero
 
@@ -301,7 +303,8 @@ def _instance_loop(spec: SymbolicResidual, needed, nonzero, with_derivatives: bo
         wrt = [spec.slot_symbols[j][c] for j, k in enumerate(spec.block_sizes) for c in range(k) if needed[j][c]]
         wrt += [g for pc in spec.precomputed for g in pc.symbols]
     sweep = _Sweep("", spec.residuals, wrt)
-    assignments = [(f"residuals[i, {r}]", out) for r, out in enumerate(sweep.outputs)]
+    values = [(f"residuals[i, {r}]", out) for r, out in enumerate(sweep.outputs)]
+    assignments = []
     if with_derivatives:
         chains = [_chain_rule(sweep, pc, nonzero[p], len(spec.residuals), needed[pc.slot], p)
                   for p, pc in enumerate(spec.precomputed)]
@@ -322,7 +325,7 @@ def _instance_loop(spec: SymbolicResidual, needed, nonzero, with_derivatives: bo
         loads += [(sym, f"dpre{p}[b{pc.slot}, {col}]") for sym, col in nonzero[p].values()]
     lines = ["    for i in prange(index.shape[0]):"]
     lines += [f"        b{j} = index[i, {j}]" for j in range(len(spec.block_sizes))]
-    return lines + _emit(sweep.statements, assignments, loads, "        ", "")
+    return lines + _emit(sweep.statements, values, assignments, loads, "        ", "")
 
 
 def generate_source(spec: SymbolicResidual, needed: Sequence[Sequence[bool]]) -> str:

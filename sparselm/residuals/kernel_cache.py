@@ -31,7 +31,7 @@ from sparselm.util.atomic import atomic_write
 
 #: Bumped whenever sparselm.residuals.codegen changes the code it generates, so that old cache
 #: entries are not reused (part of every key).
-CODEGEN_VERSION = "2"
+CODEGEN_VERSION = "3"
 
 
 def cache_dir() -> Path:

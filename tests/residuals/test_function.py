@@ -14,7 +14,7 @@ import pytest
 
 import sparselm
 from sparselm import math as sm
-from sparselm.bal.camera import BAL_REPROJECTION, BAL_REPROJECTION_DERIVED
+from sparselm.bal.camera import BAL_REPROJECTION, BAL_REPROJECTION_HANDWRITTEN
 from sparselm.residuals.function import FunctionResidualType, ResidualDefinitionError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,32 +104,32 @@ def _jacobian(rt, params, index, data):
 
 def test_derived_bal_jacobian_equals_the_hand_written_one(rng):
     params, index, data = _bal_reference_point(rng)
-    res_d, jac_d = _jacobian(BAL_REPROJECTION_DERIVED, params, index, data)
-    res_h, jac_h = _jacobian(BAL_REPROJECTION, params, index, data)
+    res_d, jac_d = _jacobian(BAL_REPROJECTION, params, index, data)
+    res_h, jac_h = _jacobian(BAL_REPROJECTION_HANDWRITTEN, params, index, data)
     np.testing.assert_allclose(res_d, res_h, rtol=1e-12, atol=1e-12 * np.abs(res_h).max())
     for jd, jh in zip(jac_d, jac_h):
         # relative to the size of each residual row's Jacobian block (entries can vanish)
         scale = np.abs(jh).max(axis=2, keepdims=True)
         assert np.all(np.abs(jd - jh) <= 1e-12 * scale)
-    assert sparselm.check_jacobian(BAL_REPROJECTION_DERIVED, params, index, data, tolerance=1e-6).ok
+    assert sparselm.check_jacobian(BAL_REPROJECTION, params, index, data, tolerance=1e-6).ok
 
 
 def test_jacobian_variants_skip_constant_columns(rng):
     params, index, data = _bal_reference_point(rng, n_obs=100)
     needed = (tuple([True] * 6 + [False] * 3), (False, False, False))
-    kernel = BAL_REPROJECTION_DERIVED.jacobian_kernel_for(needed)
-    assert kernel is BAL_REPROJECTION_DERIVED.jacobian_kernel_for(needed)  # cached
+    kernel = BAL_REPROJECTION.jacobian_kernel_for(needed)
+    assert kernel is BAL_REPROJECTION.jacobian_kernel_for(needed)  # cached
     n = len(index)
     res, jac = np.full((n, 2), np.nan), (np.full((n, 2, 9), np.nan), np.full((n, 2, 3), np.nan))
     kernel(params, index, data, res, jac)
-    full_res, full_jac = _jacobian(BAL_REPROJECTION_DERIVED, params, index, data)
+    full_res, full_jac = _jacobian(BAL_REPROJECTION, params, index, data)
     np.testing.assert_array_equal(res, full_res)
     np.testing.assert_array_equal(jac[0][:, :, :6], full_jac[0][:, :, :6])
     assert np.isnan(jac[0][:, :, 6:]).all() and np.isnan(jac[1]).all()  # never written
     full = tuple(tuple([True] * k) for k in (9, 3))
-    assert BAL_REPROJECTION_DERIVED.jacobian_kernel_for(full) is BAL_REPROJECTION_DERIVED.jacobian_kernel
+    assert BAL_REPROJECTION.jacobian_kernel_for(full) is BAL_REPROJECTION.jacobian_kernel
     with pytest.raises(ValueError, match="block sizes"):
-        BAL_REPROJECTION_DERIVED.jacobian_kernel_for(((True,) * 9,))
+        BAL_REPROJECTION.jacobian_kernel_for(((True,) * 9,))
 
 
 def test_solve_with_constant_coordinates_and_groups_uses_the_variant(rng):
@@ -138,7 +138,7 @@ def test_solve_with_constant_coordinates_and_groups_uses_the_variant(rng):
 
     syn = synthetic_problem(n_cameras=6, n_points=60, seed=3)
     results = []
-    for rt in (BAL_REPROJECTION, BAL_REPROJECTION_DERIVED):
+    for rt in (BAL_REPROJECTION_HANDWRITTEN, BAL_REPROJECTION):
         p = sparselm.Problem()
         p.add_parameter_group("cameras", syn.initial.cameras, constant=[0, 1], constant_coordinates=[6, 7, 8])
         p.add_parameter_group("points", syn.initial.points, eliminate=True)
