@@ -30,97 +30,32 @@ def _dispatch(name: str, numeric, *args):
     return numeric(*args)
 
 
-def sin(x):
-    """Sine of x (radians)."""
-    return _dispatch("sin", np.sin, x)
+def _function(name: str, numeric, doc: str):
+    """The public function ``name``: traced on traced arguments, ``numeric`` otherwise."""
+    def function(*args):
+        return _dispatch(name, numeric, *args)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    return function
 
 
-def cos(x):
-    """Cosine of x (radians)."""
-    return _dispatch("cos", np.cos, x)
-
-
-def tan(x):
-    """Tangent of x (radians)."""
-    return _dispatch("tan", np.tan, x)
-
-
-def asin(x):
-    """Arc sine (radians)."""
-    return _dispatch("asin", np.arcsin, x)
-
-
-def acos(x):
-    """Arc cosine (radians)."""
-    return _dispatch("acos", np.arccos, x)
-
-
-def atan(x):
-    """Arc tangent (radians)."""
-    return _dispatch("atan", np.arctan, x)
-
-
-arctan = atan
-
-
-def atan2(y, x):
-    """Angle of the vector (x, y) in (-pi, pi] (radians)."""
-    return _dispatch("atan2", np.arctan2, y, x)
-
-
-arctan2 = atan2
-
-
-def sinh(x):
-    """Hyperbolic sine."""
-    return _dispatch("sinh", np.sinh, x)
-
-
-def cosh(x):
-    """Hyperbolic cosine."""
-    return _dispatch("cosh", np.cosh, x)
-
-
-def tanh(x):
-    """Hyperbolic tangent."""
-    return _dispatch("tanh", np.tanh, x)
-
-
-def exp(x):
-    """e ** x."""
-    return _dispatch("exp", np.exp, x)
-
-
-def log(x):
-    """Natural logarithm."""
-    return _dispatch("log", np.log, x)
-
-
-def sqrt(x):
-    """Square root (its derivative is infinite at 0: guard with where if 0 can occur)."""
-    return _dispatch("sqrt", np.sqrt, x)
-
-
-def abs(x):  # noqa: A001 - the name users expect next to the other sm functions
-    """Absolute value."""
-    return _dispatch("abs", np.abs, x)
-
-
-def pow(x, y):  # noqa: A001
-    """x ** y."""
-    return _dispatch("pow", np.power, x, y)
-
-
-def minimum(x, y):
-    """The smaller of x and y."""
-    return _dispatch("minimum", np.minimum, x, y)
-
-
-def maximum(x, y):
-    """The larger of x and y."""
-    return _dispatch("maximum", np.maximum, x, y)
-
-
-def where(cond, a, b):
-    """a where cond holds, else b (cond from <, <=, >, >= combined with &, |, ~)."""
-    return _dispatch("where", np.where, cond, a, b)
+sin = _function("sin", np.sin, "sin(x): sine of x (radians).")
+cos = _function("cos", np.cos, "cos(x): cosine of x (radians).")
+tan = _function("tan", np.tan, "tan(x): tangent of x (radians).")
+asin = _function("asin", np.arcsin, "asin(x): arc sine (radians).")
+acos = _function("acos", np.arccos, "acos(x): arc cosine (radians).")
+atan = arctan = _function("atan", np.arctan, "atan(x): arc tangent (radians).")
+atan2 = arctan2 = _function("atan2", np.arctan2, "atan2(y, x): angle of the vector (x, y) in (-pi, pi] (radians).")
+sinh = _function("sinh", np.sinh, "sinh(x): hyperbolic sine.")
+cosh = _function("cosh", np.cosh, "cosh(x): hyperbolic cosine.")
+tanh = _function("tanh", np.tanh, "tanh(x): hyperbolic tangent.")
+exp = _function("exp", np.exp, "exp(x): e ** x.")
+log = _function("log", np.log, "log(x): natural logarithm.")
+sqrt = _function("sqrt", np.sqrt, "sqrt(x): square root (its derivative is infinite at 0: guard with where if 0 can "
+                                  "occur).")
+abs = _function("abs", np.abs, "abs(x): absolute value.")  # noqa: A001 - the name users expect
+pow = _function("pow", np.power, "pow(x, y): x ** y.")  # noqa: A001
+minimum = _function("minimum", np.minimum, "minimum(x, y): the smaller of x and y.")
+maximum = _function("maximum", np.maximum, "maximum(x, y): the larger of x and y.")
+where = _function("where", np.where, "where(cond, a, b): a where cond holds, else b (cond from <, <=, >, >= "
+                                     "combined with &, |, ~).")
