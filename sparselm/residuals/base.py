@@ -39,6 +39,11 @@ class ResidualType:
                     Jacobian columns wanted (per slot j, coordinate c) returns a kernel with the
                     calling convention of ``jacobian_kernel`` that writes only those columns and
                     leaves the others untouched (constant slots and coordinates then cost nothing).
+    observation_error  optional capability: observation_error(slot_values, index, data) -> (n,) the
+                    unweighted error of each instance in the units of its observation (the BAL
+                    reprojection: pixels), from the values of the groups of its slots (a tuple, one
+                    array per slot), the group's (n, slots) index and (n, data_size) data. Reports
+                    and plots (``sparselm profile``) show it where a type has it.
     """
 
     name: str
@@ -48,6 +53,7 @@ class ResidualType:
     residual_kernel: Callable
     jacobian_kernel: Optional[Callable] = None
     jacobian_kernel_for: Optional[Callable] = None
+    observation_error: Optional[Callable] = None
 
     def __post_init__(self):
         if self.residual_size < 1:

@@ -150,7 +150,8 @@ def _resolve_precompute(func, precompute, slot_names) -> list:
 
 
 def residual(residual_size: int, block_sizes: Sequence[int], data_size: int = 0, name: Optional[str] = None,
-             precompute: Optional[Dict[str, Tuple[Union[str, int], Callable]]] = None):
+             precompute: Optional[Dict[str, Tuple[Union[str, int], Callable]]] = None,
+             observation_error: Optional[Callable] = None):
     """Decorator: turn a residual function of one instance into a :class:`FunctionResidualType`.
 
     residual_size  m, the number of values the function returns.
@@ -159,6 +160,7 @@ def residual(residual_size: int, block_sizes: Sequence[int], data_size: int = 0,
     name           identifier of the type (default: the function's name); also names cache files.
     precompute     {argument name: (block argument name or slot index, function of that block)}: vectors
                    computed once per block and evaluation (see the module docstring).
+    observation_error  optional, passed on to the ResidualType (see :mod:`sparselm.residuals.base`).
 
     Raises ResidualDefinitionError (naming the function, the line and the reason) for anything that
     cannot be turned into kernels. See the module docstring for what the function may contain.
@@ -196,7 +198,8 @@ def residual(residual_size: int, block_sizes: Sequence[int], data_size: int = 0,
             return variant.jacobian_kernel
 
         return FunctionResidualType(type_name, residual_size, block_sizes, data_size, module.residual_kernel,
-                                    module.jacobian_kernel, jacobian_kernel_for=jacobian_kernel_for, function=func,
+                                    module.jacobian_kernel, jacobian_kernel_for=jacobian_kernel_for,
+                                    observation_error=observation_error, function=func,
                                     source_path=str(path), cache_hit=hit)
 
     return wrap
