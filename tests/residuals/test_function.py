@@ -26,7 +26,8 @@ def mixed_ops(x, y, d):
     s = sm.sin(x[0]) * sm.cos(x[1]) + sm.tan(0.3 * x[2]) + sm.exp(-y[0] * y[0]) + sm.log(1.0 + x[0] * x[0])
     s = s + sm.sqrt(2.0 + y[1] * y[1]) + sm.atan2(y[1], 2.0 + y[0]) + sm.arctan(x[2]) + sm.tanh(y[0])
     s = s + sm.abs(x[1]) + sm.pow(1.5 + x[2] * x[2], 1.3) + sm.minimum(x[0], y[0]) + sm.maximum(x[1], y[1])
-    t = sm.where((x[0] > 0.0) & (y[0] < 1.0), x[0] * y[1], x[1] - y[0])
+    s = s + sm.asin(0.5 * sm.tanh(x[2])) + sm.acos(0.5 * sm.tanh(y[1])) + sm.sinh(0.3 * x[0]) + sm.cosh(0.2 * y[0])
+    t = sm.where((x[0] > 0.0) & (y[0] < 1.0) | ~(x[2] <= -5.0), x[0] * y[1], x[1] - y[0])
     return [s - d[0], t * x[2] + 1.0]
 
 
