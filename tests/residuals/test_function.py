@@ -274,3 +274,29 @@ def test_disk_cache_makes_a_second_process_fast(tmp_path):
     assert runs[0][0] is False and runs[1][0] is True
     assert runs[1][1] < 5.0  # generous: the import of sparselm itself is most of it
     assert list(tmp_path.glob("cache_probe_*.py"))
+
+
+@sparselm.residual(residual_size=4, block_sizes=(4,), data_size=4, name="quaternion_difference")
+def quaternion_difference(q, target):
+    """q - target in ambient coordinates (a function of a block on a manifold)."""
+    return [q[k] - target[k] for k in range(4)]
+
+
+def test_residual_function_on_a_manifold_group(rng):
+    """The ambient Jacobian of a generated type is converted to the tangent of the group's manifold;
+    constant tangent coordinates do not drop ambient columns."""
+    target = rng.normal(size=4)
+    target /= np.linalg.norm(target)
+    start = target + 0.1 * rng.normal(size=4)
+    start /= np.linalg.norm(start)
+    problem = sparselm.Problem()
+    problem.add_parameter_group("q", start[None], manifold="so3_quaternion")
+    problem.add_residual_group("d", quaternion_difference, [("q", [0])], target[None])
+    before = quaternion_difference.jacobian_kernel_for.cache_info()
+    summary = sparselm.solve(problem, max_iterations=100, function_tolerance=1e-16, gradient_tolerance=1e-16,
+                             parameter_tolerance=1e-15)
+    q = problem.parameter_groups["q"].values[0]
+    assert summary.final_cost < 1e-20, summary.message
+    np.testing.assert_allclose(q * np.sign(q @ target), target, atol=1e-10)
+    after = quaternion_difference.jacobian_kernel_for.cache_info()
+    assert after.hits + after.misses > before.hits + before.misses
