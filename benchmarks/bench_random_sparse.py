@@ -5,8 +5,8 @@ point moved by U(-0.35, 0.35) per coordinate (so no two points are closer than 0
 below its noise would make the cost non-smooth at the minimum, |p - q| -> 0, which stalls any
 Gauss-Newton method); each point measures its distance to its 8 nearest neighbours (the edges of the kNN graph,
 each undirected edge once), with noise sigma_d = 0.01; 1% of the points (at least 3) are anchors
-with a prior on their position (sigma_a = 0.01). Residuals: :data:`sparselm.models.DISTANCE_2D`
-per edge and :func:`sparselm.models.prior`(2) per anchor, weighted by 1/sigma; the start is the
+with a prior on their position (sigma_a = 0.01). Residuals: :data:`sparselm.residuals.library.DISTANCE_2D`
+per edge and :func:`sparselm.residuals.library.prior`(2) per anchor, weighted by 1/sigma; the start is the
 truth plus N(0, 0.1^2) per coordinate (a tenth of the point spacing). The normal matrix has the
 sparsity of a planar mesh, so the sparse Cholesky factor fills in (nested-dissection-like
 orderings keep it O(n log n)). Sizes: about 10^4, 10^5 and 10^6 residuals (n chosen for that).
@@ -93,7 +93,7 @@ def build_problem(net):
     import numpy as np
 
     import sparselm
-    from sparselm.models import DISTANCE_2D, prior
+    from sparselm.residuals.library import DISTANCE_2D, prior
 
     truth, start, edges, measured, anchors = net
     p = sparselm.Problem()
@@ -118,7 +118,7 @@ def scipy_functions(net, holder: dict, record: list):
     import numpy as np
     import scipy.sparse as sp
 
-    from sparselm.models import DISTANCE_2D, prior
+    from sparselm.residuals.library import DISTANCE_2D, prior
 
     truth, start, edges, measured, anchors = net
     n, ne, na = start.shape[0], edges.shape[0], anchors.shape[0]
@@ -353,7 +353,7 @@ def report(data) -> str:
              f"U(-{JITTER}, {JITTER}): no two points closer than {1 - 2 * JITTER:.1f}), distance residuals to the {P['k_neighbours']} "
              f"nearest neighbours (sigma {P['sigma_d']}), {P['anchor_fraction']:.0%} anchors with a position prior "
              f"(sigma {P['sigma_a']}), start = truth + N(0, {P['start_noise']}^2); residual types from "
-             "`sparselm.models` (DISTANCE_2D, prior(2)); scipy gets the same kernels and the same whitening, its "
+             "`sparselm.residuals.library` (DISTANCE_2D, prior(2)); scipy gets the same kernels and the same whitening, its "
              "analytic Jacobian as CSR with a fixed pattern. sparselm: at most 50 iterations, function and "
              "parameter tolerance 1e-10; scipy: trf, tr_solver='lsmr', x_scale='jac', ftol = xtol = gtol = 1e-10, 600 s guard. "
              "*to 1e-3 / 1e-6*: wall time from the start of the call until the cost is within that relative "

@@ -47,7 +47,7 @@ import scipy  # noqa: E402
 import scipy.optimize  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from sparselm import threads  # noqa: E402
+from sparselm.util import threads  # noqa: E402
 from sparselm.scipy_api import least_squares  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -50,10 +50,10 @@ if str(BENCH_DIR) not in sys.path:
 
 # One thread policy for every process of a benchmark (sparselm, scipy and Ceres workers alike), set
 # before numpy or any BLAS loads: single-threaded BLAS, numba's workqueue layer (sparselm's own
-# defaults, see sparselm.threads). The variables are inherited by the worker processes; a value
+# defaults, see sparselm.util.threads). The variables are inherited by the worker processes; a value
 # already in the environment is kept.
 _t_import = time.perf_counter()
-from sparselm.threads import DEFAULTS as _THREAD_DEFAULTS  # noqa: E402  (sparselm sets the env before numpy)
+from sparselm.util.threads import DEFAULTS as _THREAD_DEFAULTS  # noqa: E402  (sparselm sets the env before numpy)
 
 #: wall time of this process's first ``import sparselm`` (the package, numpy, scipy, numba)
 SPARSELM_IMPORT_S = time.perf_counter() - _t_import
@@ -178,7 +178,7 @@ class PeakMemory:
 
 def _blas_from_maps() -> List[str]:
     """BLAS/LAPACK libraries mapped into this process."""
-    from sparselm.threads import loaded_blas_libraries
+    from sparselm.util.threads import loaded_blas_libraries
 
     return loaded_blas_libraries()
 
@@ -230,7 +230,7 @@ def environment(load_cholmod: bool = True) -> dict:
             env["cholmod_error"] = repr(exc)
     env["blas_mapped"] = _blas_from_maps()
     try:
-        from sparselm import diagnostics
+        from sparselm.profiling import doctor as diagnostics
 
         env["blas"] = diagnostics.blas_summary(diagnostics.blas_info(load_cholmod=load_cholmod))
     except Exception as exc:  # noqa: BLE001

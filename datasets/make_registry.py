@@ -1,4 +1,4 @@
-"""Generate datasets/bal_registry.json, the registry of the official BAL problems.
+"""Generate sparselm/bal/data/bal_registry.json (package data), the registry of the official BAL problems.
 
 Usage: python datasets/make_registry.py [official-sha256.json]
 
@@ -15,10 +15,10 @@ import re
 import sys
 from pathlib import Path
 
-from sparselm.atomic import atomic_write
+from sparselm.util.atomic import atomic_write
 
 BASE_URL = "https://grail.cs.washington.edu/projects/bal/data"
-OUTPUT = Path(__file__).resolve().parent / "bal_registry.json"
+OUTPUT = Path(__file__).resolve().parents[1] / "sparselm" / "bal" / "data" / "bal_registry.json"
 _KEY = re.compile(r"(?P<family>[a-z]+)/(?P<name>problem-(?P<cameras>\d+)-(?P<points>\d+)-pre)\.txt\.bz2")
 
 

@@ -1,22 +1,32 @@
 """sparselm: sparse Levenberg-Marquardt for large nonlinear least squares, numba + CHOLMOD.
 
+    import sparselm
+    from sparselm import BAL_REPROJECTION
+
     problem = sparselm.Problem()
     problem.add_parameter_group("cameras", cameras)
     problem.add_parameter_group("points", points, eliminate=True)
     problem.add_residual_group("obs", BAL_REPROJECTION, [("cameras", ci), ("points", pi)], observations)
     summary = sparselm.solve(problem, verbose=True)
+
+The public API is what this module exports; the layers behind it are described in
+docs/architecture.md.
 """
-from sparselm.threads import set_environment_defaults as _set_thread_defaults
+from sparselm.util.threads import set_environment_defaults as _set_thread_defaults
 
 _set_thread_defaults()
 
-from sparselm.options import SolverOptions  # noqa: E402
-from sparselm.problem import Problem  # noqa: E402
+from sparselm.bal.camera import BAL_REPROJECTION  # noqa: E402
+from sparselm.core.evaluator import NonFiniteError  # noqa: E402
+from sparselm.core.problem import Problem  # noqa: E402
+from sparselm.lm.memory import InsufficientMemoryError  # noqa: E402
+from sparselm.lm.options import SolverOptions  # noqa: E402
+from sparselm.lm.solve import solve  # noqa: E402
+from sparselm.lm.summary import IterationRecord, Summary  # noqa: E402
 from sparselm.residuals import ResidualType, check_jacobian  # noqa: E402
+from sparselm.residuals import library as models  # noqa: E402
 from sparselm.scipy_api import least_squares  # noqa: E402
-from sparselm.solver import solve  # noqa: E402
-from sparselm.summary import IterationRecord, Summary  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Problem", "ResidualType", "SolverOptions", "Summary", "IterationRecord", "solve", "check_jacobian",
-           "least_squares"]
+           "least_squares", "NonFiniteError", "InsufficientMemoryError", "BAL_REPROJECTION", "models"]

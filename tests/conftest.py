@@ -21,7 +21,7 @@ def _gaussian(x, d):
 
 
 #: numpy references: type name -> f(x (k,), data (n, d)) -> residuals (n, m), written independently
-#: of the kernels in sparselm.models.
+#: of the kernels in sparselm.residuals.library.
 NUMPY_RESIDUALS = {
     "rosenbrock": lambda x, d: np.array([[10 * (x[1] - x[0] ** 2), 1 - x[0]]]),
     "powell_singular": lambda x, d: np.array([[x[0] + 10 * x[1], 5 ** 0.5 * (x[2] - x[3]), (x[1] - 2 * x[2]) ** 2,

@@ -25,7 +25,7 @@ from typing import BinaryIO, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
-from sparselm.atomic import atomic_write
+from sparselm.util.atomic import atomic_write
 
 PathLike = Union[str, os.PathLike]
 
@@ -165,7 +165,7 @@ def write_bal(problem: BALProblem, path: PathLike, *, overwrite_input: bool = Fa
     """Write ``problem`` as a BAL file (bzip2-compressed when the name ends in .bz2); return the path.
 
     Values are written with Python's shortest round-trip representation, so reading the file back
-    gives bitwise-identical arrays. The write is atomic (see :func:`sparselm.atomic.atomic_write`).
+    gives bitwise-identical arrays. The write is atomic (see :func:`sparselm.util.atomic.atomic_write`).
     Raises ValueError if the problem is inconsistent (:meth:`BALProblem.validate`) or if ``path`` is
     the file the problem was read from (``problem.source``) and ``overwrite_input`` is false.
     """

@@ -24,7 +24,7 @@ import numpy as np
 
 from sparselm.bal.camera import BAL_REPROJECTION, project
 from sparselm.bal.io import BALProblem
-from sparselm.problem import Problem
+from sparselm.core.problem import Problem
 
 CAMERAS = "cameras"
 POINTS = "points"

@@ -8,7 +8,7 @@
 
 The factor estimate orders S's *block* graph (the camera co-visibility graph: cameras sharing a
 point) with CHOLMOD and counts the factor's blocks exactly (see
-:func:`sparselm.linalg.iterative_schur.block_factor_nnz`), which is cheap even when the scalar S
+:func:`sparselm.linalg.schur.iterative.block_factor_nnz`), which is cheap even when the scalar S
 would be huge. The 2e10 threshold: dense factors ran at ~32 GFLOP/s here and one PCG iteration of
 the implicit Schur product costs about one pass over W, so past ~1 s per factorization PCG wins
 (measured: 0.86 s vs 28.3 s per LM iteration on a near-dense 1500-camera problem).
@@ -20,7 +20,7 @@ from typing import Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from sparselm.structure import Layout
+from sparselm.core.layout import Layout
 
 DENSE_MAX_COLUMNS = 300
 DENSE_SCHUR_MAX_COLUMNS = 200
@@ -62,7 +62,7 @@ def choose_linear_solver(layout: Layout, requested: str, available: dict) -> Tup
         if requested not in available:
             raise ValueError(f"linear solver {requested!r} is not available; available: {', '.join(sorted(available))}")
         return requested, "as requested"
-    from sparselm.linalg.schur_structure import schur_applicable
+    from sparselm.linalg.schur.structure import schur_applicable
 
     if layout.n_reduced_columns == layout.n_columns or not schur_applicable(layout):
         if layout.n_columns <= DENSE_MAX_COLUMNS:
@@ -70,7 +70,7 @@ def choose_linear_solver(layout: Layout, requested: str, available: dict) -> Tup
         return "sparse_normal_cholesky", "no Schur elimination"
     if layout.n_reduced_columns <= DENSE_SCHUR_MAX_COLUMNS:
         return "dense_schur", f"reduced system of {layout.n_reduced_columns} columns <= {DENSE_SCHUR_MAX_COLUMNS}"
-    from sparselm.linalg.iterative_schur import block_factor_nnz
+    from sparselm.linalg.schur.factor_estimate import block_factor_nnz
 
     rows, cols = covisibility_blocks(layout)
     est = block_factor_nnz(rows, cols, layout.block_size[:layout.n_reduced_blocks])

@@ -19,16 +19,16 @@ from typing import ClassVar, Dict, Optional
 
 import numpy as np
 
-from sparselm.evaluator import Evaluator
-from sparselm.structure import Layout
-from sparselm.timing import PhaseTimer
+from sparselm.core.evaluator import Evaluator
+from sparselm.core.layout import Layout
+from sparselm.util.timing import PhaseTimer
 
 
 @dataclass
 class LinearSolution:
     """A step, or why there is none. iterations: CG iterations for iterative solvers, else 1.
     exact: the step solves the damped system to rounding error (direct solvers), so the model
-    decrease follows from g and D alone (see :mod:`sparselm.minimizer`)."""
+    decrease follows from g and D alone (see :mod:`sparselm.lm.minimizer`)."""
 
     step: Optional[np.ndarray]
     ok: bool

@@ -1,6 +1,6 @@
 """Sparse normal Cholesky: lower(J^T J) assembled into a fixed CSC pattern, factored by CHOLMOD.
 
-The pattern, the per-target contribution lists (see :mod:`sparselm.structure`) and CHOLMOD's
+The pattern, the per-target contribution lists (see :mod:`sparselm.core.layout`) and CHOLMOD's
 symbolic analysis are built once. Per linearisation the values of lower(J^T J) are gathered into
 the pattern; per damping trial D is added on the diagonal and CHOLMOD refactors numerically.
 """
@@ -10,7 +10,7 @@ import numpy as np
 
 from sparselm.linalg.base import LinearSolution, LinearSolver
 from sparselm.linalg.cholmod import CholmodFactor
-from sparselm.structure import accumulate_normal_matrix, build_normal_pattern
+from sparselm.core.layout import accumulate_normal_matrix, build_normal_pattern
 
 
 class SparseNormalCholesky(LinearSolver):

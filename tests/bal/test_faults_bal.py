@@ -3,7 +3,7 @@ and the 7-dof gauge freedom of BA, Ctrl-C sent to a running ``python -m sparselm
 determinism of the Schur solver across processes.
 
 The reader's own errors (type, file and line of every malformed case) are tested in test_io.py and the
-CLI's option handling in tests/test_cli.py; here every kind of bad file goes through ``sparselm solve``
+CLI's option handling in tests/cli/test_cli.py; here every kind of bad file goes through ``sparselm solve``
 and must give exit status 2 and one line ``sparselm: error: <file>[:<line>]: <reason>``, no traceback.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import sparselm
 from sparselm import cli, models
 from sparselm.bal import BALFormatError, build_problem, read_bal, synthetic_problem, write_bal
 from sparselm.bal.camera import BAL_REPROJECTION
-from sparselm.memory import InsufficientMemoryError, MemoryEstimate
+from sparselm.lm.memory import InsufficientMemoryError, MemoryEstimate
 
 from .test_io import VALID_LINES, mutated_files
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparselm.atomic import atomic_write
+from sparselm.util.atomic import atomic_write
 from sparselm.bal import BALFormatError, BALProblem, read_bal, write_bal
 from sparselm.bal import io as bal_io
 

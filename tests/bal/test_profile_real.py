@@ -13,7 +13,8 @@ import scipy.sparse as sp
 
 from sparselm.bal.io import read_bal
 from sparselm.linalg.cholmod import CholmodFactor
-from sparselm.profile import profile, schema_errors
+from sparselm.profiling.result import schema_errors
+from sparselm.profiling.run import profile
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +117,7 @@ def test_json_present_finite_typed(prof16, tmp_path):
 
 def test_auto_solver_report_and_plots(problem16, tmp_path):
     pytest.importorskip("matplotlib")
-    from sparselm.profile_plots import write_plots
+    from sparselm.profiling.plots import write_plots
 
     p = profile(problem16, iterations=10, jit=False)
     assert schema_errors(json.loads(p.to_json())) == []
@@ -130,11 +131,8 @@ def test_auto_solver_report_and_plots(problem16, tmp_path):
 
 
 def test_doctor_names_the_blas(capsys):
-    try:
-        from sparselm.cli import main
-    except ImportError:
-        from sparselm.profile_cli import main
-    from sparselm.diagnostics import blas_info
+    from sparselm.cli import main
+    from sparselm.profiling.doctor import blas_info
 
     assert main(["doctor"]) == 0
     out, _ = capsys.readouterr()

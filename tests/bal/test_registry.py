@@ -71,8 +71,10 @@ def test_registry_is_generated_from_the_official_checksums(bal_data):
     make_registry = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_registry)
     checksums = json.loads((bal_data / "official-sha256.json").read_text())
-    committed = json.loads((REPO / "datasets" / "bal_registry.json").read_text())["datasets"]
+    committed = json.loads(registry.REGISTRY_PATH.read_text())["datasets"]  # the package data
     assert make_registry.registry_entries(checksums) == committed
+    assert make_registry.OUTPUT == REPO / "sparselm" / "bal" / "data" / "bal_registry.json" == Path(
+        str(registry.REGISTRY_PATH))
 
 
 @pytest.mark.bal
@@ -86,7 +88,7 @@ def test_missing_registry_file_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "REGISTRY_PATH", tmp_path / "nowhere.json")
     registry._registry.cache_clear()
     try:
-        with pytest.raises(FileNotFoundError, match="nowhere.json is missing.*pip install -e"):
+        with pytest.raises(FileNotFoundError, match="nowhere.json is missing.*package data of sparselm.bal"):
             list_datasets()
     finally:
         monkeypatch.undo()

@@ -7,7 +7,7 @@ import pytest
 import sparselm
 from sparselm.bal import build_problem, read_bal
 from sparselm.linalg import SOLVERS
-from sparselm.linalg.iterative_schur import IterativeSchur
+from sparselm.linalg.schur.iterative import IterativeSchur
 
 pytestmark = pytest.mark.slow
 

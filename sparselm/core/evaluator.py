@@ -1,0 +1,208 @@
+"""x -> cost, whitened residuals, Jacobian blocks, gradient; applies Sigma and the robust loss.
+
+For residual instance i with square-root information A_i (A_i^T A_i = Sigma_i^-1) and loss rho:
+
+    r'_i = A_i r_i,   J'_i = A_i J_i,   s_i = |r'_i|^2,   cost = 1/2 sum_i rho(s_i).
+
+With a non-trivial loss, Triggs' correction (as Ceres' ``Corrector``) rescales r' and J' so that
+the ordinary least-squares model 1/2 |r'' + J'' d|^2 has the gradient and (approximately) the
+Hessian of 1/2 rho(|r' + J' d|^2):
+
+    alpha = 1 - sqrt(1 + 2 s rho''/rho')   (alpha = 0 when rho'' <= 0 or s = 0, as in Ceres)
+    r'' = sqrt(rho') / (1 - alpha) r',      J'' = sqrt(rho') (I - alpha r' r'^T / s) J'.
+
+Downstream code sees only r'' and J'' and needs to know nothing about Sigma or the loss.
+Coordinates held constant get zero Jacobian columns here.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Tuple
+
+import numba
+import numpy as np
+
+from sparselm.core.loss import plain_cost, robust_correct, robust_cost
+from sparselm.core.problem import Problem
+from sparselm.residuals.numeric import numeric_jacobian
+from sparselm.core.layout import Layout, accumulate_gradient_and_column_norms, jacobian_times_vector
+from sparselm.util.timing import PhaseTimer
+
+
+class NonFiniteError(FloatingPointError):
+    """A residual or Jacobian evaluated to NaN/Inf; the message names the group and instance."""
+
+
+@numba.njit(parallel=True, cache=True)
+def _whiten_matrices(a, residuals, jacobian, work):
+    """r_i <- A_i r_i and J_i <- A_i J_i for (n, m, m) square-root information A; work is (n, m).
+    (No allocation inside prange: numba may hoist it and share it between threads.)"""
+    n, m = residuals.shape
+    width = jacobian.shape[2]
+    for i in numba.prange(n):
+        tmp = work[i]
+        for r in range(m):
+            s = 0.0
+            for q in range(m):
+                s += a[i, r, q] * residuals[i, q]
+            tmp[r] = s
+        for r in range(m):
+            residuals[i, r] = tmp[r]
+        if width > 0:
+            for c in range(width):
+                for r in range(m):
+                    s = 0.0
+                    for q in range(m):
+                        s += a[i, r, q] * jacobian[i, q, c]
+                    tmp[r] = s
+                for r in range(m):
+                    jacobian[i, r, c] = tmp[r]
+
+
+class Evaluator:
+    """Evaluates a Problem at given parameter values into preallocated arrays.
+
+    ``values`` everywhere is a dict {group name: (n_blocks, block_size) array}.
+    After :meth:`linearize`: ``residuals[g]`` (n, m), ``jacobians[g]`` (n, m, K), ``gradient``
+    (n_columns,) = J^T r and ``column_norms`` = diag(J^T J), all whitened and loss-corrected.
+    Per-instance arrays are in the layout's internal order: row k belongs to the user's instance
+    ``layout.residuals[g].order[k]`` (see :meth:`in_user_order`).
+    """
+
+    def __init__(self, problem: Problem, layout: Layout, timer: PhaseTimer):
+        self.problem = problem
+        self.layout = layout
+        self.timer = timer
+        self.residuals: List[np.ndarray] = []
+        self.jacobians: List[np.ndarray] = []
+        self._jacobian_views: List[Tuple[np.ndarray, ...]] = []
+        self._trial_residuals: List[np.ndarray] = []
+        self._jd: List[np.ndarray] = []
+        for rg, rl in zip(problem.residual_groups, layout.residuals):
+            n, m = rg.n_instances, rg.residual_size
+            jac = np.zeros((n, m, rl.jacobian_width))
+            self.residuals.append(np.zeros((n, m)))
+            self.jacobians.append(jac)
+            self._jacobian_views.append(tuple(jac[:, :, o:o + k] for o, k in zip(rl.slot_offset, rl.slot_size)))
+            self._trial_residuals.append(np.zeros((n, m)))
+            self._jd.append(np.zeros((n, m)))
+        self.gradient = np.zeros(layout.n_columns)
+        self.column_norms = np.zeros(layout.n_columns)
+        self._constant_coordinates = [
+            np.concatenate([problem.parameter_groups[g].constant_coordinates for g in rg.groups])
+            for rg in problem.residual_groups]
+        self.cost = math.nan
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _params(self, rg, values: Dict[str, np.ndarray]):
+        return tuple(values[g] for g in rg.groups)
+
+    def _weight(self, g, rg, residuals, jacobian):
+        a = self.layout.residuals[g].sqrt_information
+        if a is None:
+            return
+        if isinstance(a, float):
+            residuals *= a
+            if jacobian is not None:
+                jacobian *= a
+        elif a.ndim == 1:
+            residuals *= a[:, None]
+            if jacobian is not None:
+                jacobian *= a[:, None, None]
+        else:
+            _whiten_matrices(a, residuals, jacobian if jacobian is not None else np.zeros((0, 0, 0)), self._jd[g])
+
+    def cost_at(self, values: Dict[str, np.ndarray]) -> float:
+        """Cost 1/2 sum rho(|r'_i|^2) at ``values`` (NaN if any residual is not finite)."""
+        with self.timer.phase("residual"):
+            total = 0.0
+            for g, (rg, res) in enumerate(zip(self.problem.residual_groups, self._trial_residuals)):
+                rl = self.layout.residuals[g]
+                rg.residual_type.residual_kernel(self._params(rg, values), rl.index, rl.data, res)
+                self._weight(g, rg, res, None)
+                total += plain_cost(res) if rg.loss.is_trivial else robust_cost(rg.loss.id, rg.loss.scale, res)
+            return total if math.isfinite(total) else math.nan
+
+    def linearize(self, values: Dict[str, np.ndarray], gradient: bool = True) -> float:
+        """Evaluate residuals, Jacobian and (unless ``gradient`` is False, for a linear solver that
+        computes them in its own pass) gradient and column norms at ``values``; returns the cost.
+
+        Raises NonFiniteError naming the group and instance if anything is NaN/Inf.
+        """
+        with self.timer.phase("jacobian"):
+            total = 0.0
+            for g, rg in enumerate(self.problem.residual_groups):
+                res, jac, views = self.residuals[g], self.jacobians[g], self._jacobian_views[g]
+                params = self._params(rg, values)
+                rl = self.layout.residuals[g]
+                if rg.residual_type.jacobian_kernel is not None:
+                    rg.residual_type.jacobian_kernel(params, rl.index, rl.data, res, views)
+                else:
+                    numeric_jacobian(rg.residual_type.residual_kernel, params, rl.index, rl.data, res, views)
+                self._check_finite(g, rg, res, jac)
+                self._weight(g, rg, res, jac)
+                if rg.loss.is_trivial:
+                    total += plain_cost(res)
+                else:
+                    total += robust_correct(rg.loss.id, rg.loss.scale, res, jac)
+                mask = self._constant_coordinates[g]
+                if mask.any():
+                    jac[:, :, mask] = 0.0
+        self.cost = total
+        if not gradient:
+            return total
+        with self.timer.phase("gradient"):
+            self.gradient[:] = 0.0
+            self.column_norms[:] = 0.0
+            lay = self.layout
+            for g, rl in enumerate(lay.residuals):
+                accumulate_gradient_and_column_norms(rl.use_ptr, rl.use_instance, rl.use_slot, rl.slot_offset,
+                                                     lay.block_col, lay.block_size, self.residuals[g],
+                                                     self.jacobians[g], self.gradient, self.column_norms)
+        self.cost = total
+        return total
+
+    def _check_finite(self, g, rg, res, jac):
+        if np.isfinite(res).all() and np.isfinite(jac).all():
+            return
+        bad = ~np.isfinite(res).all(axis=1) | ~np.isfinite(jac).all(axis=(1, 2))
+        i = int(self.layout.residuals[g].order[np.flatnonzero(bad)].min())
+        blocks = ", ".join(f"{g}[{int(rg.index[i, j])}]" for j, g in enumerate(rg.groups))
+        raise NonFiniteError(f"residual group {rg.name!r}: instance {i} ({blocks}) has a non-finite residual or "
+                             f"Jacobian ({int(bad.sum())} instances in all)")
+
+    def model_cost_change(self, step: np.ndarray) -> float:
+        """Decrease of the linear model, L(0) - L(step) = -(J step)^T (r + J step / 2)."""
+        lay = self.layout
+        total = 0.0
+        for g, rl in enumerate(lay.residuals):
+            jd = self._jd[g]
+            jacobian_times_vector(rl.block, rl.slot_offset, lay.block_col, lay.block_size, self.jacobians[g], step, jd)
+            total -= float(np.vdot(jd, self.residuals[g] + 0.5 * jd))
+        return total
+
+    def in_user_order(self, g: int, array: np.ndarray) -> np.ndarray:
+        """A per-instance array of residual group g (internal order) in the user's order."""
+        out = np.empty_like(array)
+        out[self.layout.residuals[g].order] = array
+        return out
+
+    # -- parameter updates --------------------------------------------------------------------
+    def apply_step(self, values: Dict[str, np.ndarray], step: np.ndarray, out: Dict[str, np.ndarray]) -> None:
+        """out = values + step on the free blocks (constant blocks copied)."""
+        for name, ids in self.layout.block_id.items():
+            _apply_block_step(values[name], ids, self.layout.block_col, step, out[name])
+
+
+@numba.njit(parallel=True, cache=True)
+def _apply_block_step(values, ids, block_col, step, out):
+    n, k = values.shape
+    for b in numba.prange(n):
+        bid = ids[b]
+        if bid < 0:
+            for c in range(k):
+                out[b, c] = values[b, c]
+        else:
+            c0 = block_col[bid]
+            for c in range(k):
+                out[b, c] = values[b, c] + step[c0 + c]

@@ -1,0 +1,344 @@
+"""Sparse structure, built once per problem: column layout, block-use lists and the normal matrix.
+
+Column layout. Free parameter blocks are numbered in column order: the blocks of groups that are
+*not* eliminated come first (the reduced / camera system of a Schur solver), then the eliminated
+groups; within a group, block order. Constant blocks get no columns. Coordinates held constant
+inside free blocks keep their columns: their Jacobian columns are zeroed and the damping diagonal
+gets a 1 there, so the step in them is exactly zero.
+
+Jacobian storage. Residual group g stores its Jacobian in one C-contiguous array (n, m, K) with
+K = sum of its slots' block sizes; slot j occupies columns slot_offset[j] : slot_offset[j] + k_j.
+``block[i, j]`` is the free block id instance i touches in slot j (-1 if that block is constant).
+
+Block uses. For every free block b, the (instance, slot) pairs that touch it, as a CSR list per
+residual group. Gradient g_b = sum J_s^T r_i and the column norms diag(J^T J) are gathered per
+block with it, so parallel loops over blocks never race.
+
+Normal matrix. H = J^T J is stored as the lower triangle of a CSC matrix (CHOLMOD reads the lower
+triangle). Its nonzero blocks ("targets") are the pairs (row block >= column block) that share a
+residual instance, plus every diagonal block. Targets are sorted by (column block, row block), so
+each block-column starts with its diagonal block, and all columns of a block-column list the same
+row blocks. For target t with column offset c0, row offset r0 and offset ``within_t`` (rows of
+the targets before it in its block-column), entry (r0 + rr, c0 + cc) of H lives at
+
+    data[colptr[c0 + cc] + within_t + rr - cc]        (rr >= cc on the diagonal block)
+
+and the diagonal entry of column c at data[colptr[c]]. Contributions J_a^T J_b are gathered per
+target, again race-free.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from sparselm.core.problem import Problem
+
+
+@dataclass
+class ResidualLayout:
+    """Per residual group, in *internal instance order*: the instances sorted (stably) by the
+    highest free block they touch, so that all residuals of one eliminated block (BA: one point)
+    are contiguous. ``order[k]`` is the user's index of internal instance k; ``index``, ``data``
+    and ``sqrt_information`` are the group's arrays permuted once. Also: slot offsets in the
+    Jacobian array, free block ids, block-use CSR."""
+
+    order: np.ndarray        # (n,) int64 user index of each internal instance
+    index: np.ndarray        # (n, n_slots) int64 block indices, internal order
+    data: np.ndarray         # (n, data_size) float64, internal order
+    sqrt_information: object  # as ResidualGroup.sqrt_information, permuted if per instance
+    slot_offset: np.ndarray  # (n_slots,) int64 column offset of each slot in the (n, m, K) Jacobian
+    slot_size: np.ndarray    # (n_slots,) int64
+    block: np.ndarray        # (n, n_slots) int64 free block id or -1
+    use_ptr: np.ndarray      # (n_free_blocks + 1,) int64
+    use_instance: np.ndarray  # (n_uses,) int64
+    use_slot: np.ndarray     # (n_uses,) int64
+
+    @property
+    def jacobian_width(self) -> int:
+        return int(self.slot_offset[-1] + self.slot_size[-1])
+
+
+@dataclass
+class Layout:
+    """Column layout of the free parameters and the per-residual-group maps into it."""
+
+    group_order: List[str]              # parameter groups in column order
+    block_id: Dict[str, np.ndarray]     # group -> (n_blocks,) free block id or -1
+    block_col: np.ndarray               # (n_free_blocks,) first column of each free block
+    block_size: np.ndarray              # (n_free_blocks,)
+    n_columns: int                      # number of free parameters
+    n_reduced_blocks: int               # free blocks of non-eliminated groups (they come first)
+    n_reduced_columns: int
+    constant_columns: np.ndarray        # (n_columns,) bool: coordinates held constant
+    residuals: List[ResidualLayout]
+    schur_factor_estimate: Optional[dict] = None  # set by the auto choice, reused by the memory check
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.block_col.shape[0])
+
+
+def build_layout(problem: Problem) -> Layout:
+    """Number the free blocks and columns and build each residual group's block-use lists."""
+    if not problem.residual_groups:
+        raise ValueError("the problem has no residual groups")
+    groups = list(problem.parameter_groups.values())
+    order = [g for g in groups if not g.eliminate] + [g for g in groups if g.eliminate]
+    block_id, cols, sizes, const_cols = {}, [], [], []
+    next_block, next_col, n_reduced_blocks, n_reduced_cols = 0, 0, 0, 0
+    for g in order:
+        free = ~g.constant
+        ids = np.full(g.n_blocks, -1, dtype=np.int64)
+        n_free = int(free.sum())
+        ids[free] = np.arange(next_block, next_block + n_free)
+        block_id[g.name] = ids
+        cols.append(next_col + g.block_size * np.arange(n_free, dtype=np.int64))
+        sizes.append(np.full(n_free, g.block_size, dtype=np.int64))
+        const_cols.append(np.tile(g.constant_coordinates, n_free))
+        next_block += n_free
+        next_col += n_free * g.block_size
+        if not g.eliminate:
+            n_reduced_blocks, n_reduced_cols = next_block, next_col
+    if next_col == 0:
+        raise ValueError("every parameter block is constant: nothing to optimise")
+    block_col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    residual_layouts = []
+    for rg in problem.residual_groups:
+        k = np.array(rg.residual_type.block_sizes, dtype=np.int64)
+        slot_offset = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
+        block = np.stack([block_id[gname][rg.index[:, j]] for j, gname in enumerate(rg.groups)], axis=1)
+        perm = np.argsort(block.max(axis=1), kind="stable").astype(np.int64)
+        block = np.ascontiguousarray(block[perm], dtype=np.int64)
+        sqrt_info = rg.sqrt_information
+        if isinstance(sqrt_info, np.ndarray):
+            sqrt_info = np.ascontiguousarray(sqrt_info[perm])
+        inst, slot = np.nonzero(block >= 0)
+        owner = block[inst, slot]
+        order_idx = np.argsort(owner, kind="stable")
+        ptr = np.zeros(next_block + 1, dtype=np.int64)
+        np.cumsum(np.bincount(owner, minlength=next_block), out=ptr[1:])
+        residual_layouts.append(ResidualLayout(perm, np.ascontiguousarray(rg.index[perm]),
+                                               np.ascontiguousarray(rg.data[perm]), sqrt_info, slot_offset, k, block, ptr,
+                                               inst[order_idx].astype(np.int64), slot[order_idx].astype(np.int64)))
+    return Layout([g.name for g in order], block_id, block_col, np.concatenate(sizes), next_col,
+                  n_reduced_blocks, n_reduced_cols, np.concatenate(const_cols).astype(bool), residual_layouts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient and column norms, gathered per block.
+
+@numba.njit(parallel=True, cache=True)
+def accumulate_gradient_and_column_norms(use_ptr, use_instance, use_slot, slot_offset, block_col, block_size,
+                                         residuals, jacobian, gradient, column_norms):
+    """gradient[cols(b)] += J_s^T r_i and column_norms[cols(b)] += sum_r J_s[r, c]^2 over b's uses."""
+    m = residuals.shape[1]
+    for b in numba.prange(block_col.shape[0]):
+        c0 = block_col[b]
+        k = block_size[b]
+        for u in range(use_ptr[b], use_ptr[b + 1]):
+            i = use_instance[u]
+            off = slot_offset[use_slot[u]]
+            for c in range(k):
+                g = 0.0
+                n2 = 0.0
+                for r in range(m):
+                    v = jacobian[i, r, off + c]
+                    g += v * residuals[i, r]
+                    n2 += v * v
+                gradient[c0 + c] += g
+                column_norms[c0 + c] += n2
+
+
+@numba.njit(parallel=True, cache=True)
+def jacobian_times_vector(block, slot_offset, block_col, block_size, jacobian, x, out):
+    """out[i] = sum_j J_ij x[cols(block[i, j])] for each instance i: (n, m)."""
+    n, m = out.shape
+    n_slots = block.shape[1]
+    for i in numba.prange(n):
+        for r in range(m):
+            out[i, r] = 0.0
+        for j in range(n_slots):
+            b = block[i, j]
+            if b < 0:
+                continue
+            c0 = block_col[b]
+            off = slot_offset[j]
+            for c in range(block_size[b]):
+                xc = x[c0 + c]
+                for r in range(m):
+                    out[i, r] += jacobian[i, r, off + c] * xc
+
+
+# ---------------------------------------------------------------------------------------------
+# The normal matrix H = J^T J (lower triangle, CSC).
+
+@dataclass
+class BlockPattern:
+    """CSC pattern of the lower triangle of a symmetric block matrix, with its target blocks.
+
+    Targets are sorted by (column block, row block); see the module docstring for the address
+    of entry (rr, cc) of target t: ``colptr[target_col[t] + cc] + target_within[t] + rr - cc``.
+    """
+
+    colptr: np.ndarray
+    indices: np.ndarray
+    target_col: np.ndarray     # (n_targets,) first column c0
+    target_row: np.ndarray     # (n_targets,) first row r0
+    target_ncol: np.ndarray
+    target_nrow: np.ndarray
+    target_within: np.ndarray
+    target_diag: np.ndarray    # (n_targets,) bool
+    unique_keys: np.ndarray    # sorted keys row_block * n_blocks + col_block
+    target_of_key: np.ndarray  # position in unique_keys -> target id
+    n_key_blocks: int
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.target_col.shape[0])
+
+    @property
+    def diagonal_positions(self) -> np.ndarray:
+        return self.colptr[:-1]
+
+    def targets_of(self, row_block: np.ndarray, col_block: np.ndarray) -> np.ndarray:
+        """Target ids of the blocks (row_block, col_block), row_block >= col_block."""
+        keys = row_block * self.n_key_blocks + col_block
+        return self.target_of_key[np.searchsorted(self.unique_keys, keys)]
+
+    def matrix(self, data: np.ndarray) -> sp.csc_matrix:
+        """A scipy CSC view of the lower triangle with the given values (shares ``data``)."""
+        n = self.colptr.shape[0] - 1
+        mat = sp.csc_matrix((data, self.indices, self.colptr), shape=(n, n), copy=False)
+        mat.has_sorted_indices = True
+        return mat
+
+
+def build_block_pattern(keys: np.ndarray, block_col: np.ndarray, block_size: np.ndarray) -> BlockPattern:
+    """Lower-triangle CSC pattern over blocks 0..nb-1 (columns block_col, sizes block_size).
+
+    keys: row_block * nb + col_block of the nonzero blocks (row_block >= col_block; repeats
+    allowed). Every diagonal block is included whether named or not.
+    """
+    nb = int(block_col.shape[0])
+    n_columns = int(block_size.sum())
+    diag_keys = np.arange(nb, dtype=np.int64) * (nb + 1)
+    unique_keys = np.unique(np.concatenate([diag_keys, keys]))  # sorted by row block then col block
+    row_blk, col_blk = unique_keys // nb, unique_keys % nb
+    by_col = np.lexsort((row_blk, col_blk))  # target order: by column block, then row block
+    row_blk, col_blk = row_blk[by_col], col_blk[by_col]
+    target_of_key = np.empty_like(by_col)
+    target_of_key[by_col] = np.arange(by_col.size)
+    n_targets = by_col.size
+    nrow = block_size[row_blk]
+    ncol = block_size[col_blk]
+    # rows of the targets before each one in its block-column
+    starts = np.flatnonzero(np.r_[True, col_blk[1:] != col_blk[:-1]])
+    csum = np.cumsum(nrow) - nrow
+    within = csum - np.repeat(csum[starts], np.diff(np.r_[starts, n_targets]))
+    col_rows = np.zeros(nb, dtype=np.int64)
+    np.add.at(col_rows, col_blk, nrow)
+    col_counts = np.repeat(col_rows, block_size) - _within_block_index(block_size)
+    colptr = np.zeros(n_columns + 1, dtype=np.int64)
+    np.cumsum(col_counts, out=colptr[1:])
+    tcol = block_col[col_blk]
+    trow = block_col[row_blk]
+    tdiag = row_blk == col_blk
+    indices = np.empty(colptr[-1], dtype=np.int64)
+    _fill_row_indices(colptr, tcol, trow, ncol, nrow, within, tdiag, indices)
+    return BlockPattern(colptr, indices, tcol, trow, ncol, nrow, within, tdiag, unique_keys, target_of_key, nb)
+
+
+def csr_by_target(target: np.ndarray, n_targets: int):
+    """(ptr, order): ``order`` sorts items by target (stable); ptr[t]:ptr[t+1] are target t's."""
+    order = np.argsort(target, kind="stable")
+    ptr = np.zeros(n_targets + 1, dtype=np.int64)
+    np.cumsum(np.bincount(target, minlength=n_targets), out=ptr[1:])
+    return ptr, order
+
+
+@dataclass
+class NormalPattern:
+    """lower(J^T J): its block pattern and, per residual group, contributions (ptr, inst, slot_a, slot_b)."""
+
+    pattern: BlockPattern
+    contributions: List[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def slot_pairs(block: np.ndarray, max_block: int):
+    """All (instance, slot a, slot b) with both blocks free, below max_block, and block_a >= block_b."""
+    n_slots = block.shape[1]
+    inst, sa, sb = [], [], []
+    for a in range(n_slots):
+        for b in range(n_slots):
+            ba, bb = block[:, a], block[:, b]
+            ok = np.flatnonzero((ba >= 0) & (bb >= 0) & (ba < max_block) & (bb < max_block) & (ba >= bb))
+            inst.append(ok)
+            sa.append(np.full(ok.size, a, dtype=np.int64))
+            sb.append(np.full(ok.size, b, dtype=np.int64))
+    return np.concatenate(inst).astype(np.int64), np.concatenate(sa), np.concatenate(sb)
+
+
+def gather_slot_pairs(layout: Layout, pattern: BlockPattern, max_block: int):
+    """Per residual group, the slot-pair contributions to ``pattern`` sorted by target (ptr, inst, a, b)."""
+    out = []
+    for rl in layout.residuals:
+        inst, sa, sb = slot_pairs(rl.block, max_block)
+        tid = pattern.targets_of(rl.block[inst, sa], rl.block[inst, sb])
+        ptr, order = csr_by_target(tid, pattern.n_targets)
+        out.append((ptr, inst[order], sa[order], sb[order]))
+    return out
+
+
+def build_normal_pattern(layout: Layout) -> NormalPattern:
+    """Find the nonzero blocks of lower(J^T J), build its CSC pattern and the per-target lists."""
+    nb = layout.n_blocks
+    keys = []
+    for rl in layout.residuals:
+        inst, sa, sb = slot_pairs(rl.block, nb)
+        keys.append(rl.block[inst, sa] * nb + rl.block[inst, sb])
+    pattern = build_block_pattern(np.concatenate(keys), layout.block_col, layout.block_size)
+    return NormalPattern(pattern, gather_slot_pairs(layout, pattern, nb))
+
+
+def _within_block_index(block_size: np.ndarray) -> np.ndarray:
+    """For each column, its index inside its block (0..k-1)."""
+    starts = np.cumsum(block_size) - block_size
+    return np.arange(int(block_size.sum())) - np.repeat(starts, block_size)
+
+
+@numba.njit(cache=True)
+def _fill_row_indices(colptr, tcol, trow, ncol, nrow, within, tdiag, indices):
+    for t in range(tcol.shape[0]):
+        for cc in range(ncol[t]):
+            base = colptr[tcol[t] + cc] + within[t] - cc
+            start = cc if tdiag[t] else 0
+            for rr in range(start, nrow[t]):
+                indices[base + rr] = trow[t] + rr
+
+
+@numba.njit(parallel=True, cache=True)
+def accumulate_normal_matrix(ptr, inst, slot_a, slot_b, slot_offset, colptr, tcol, ncol, nrow, within, tdiag,
+                             jacobian, data):
+    """data[lower(H) slots] += J_a^T J_b for every contribution, gathered per target (race-free)."""
+    m = jacobian.shape[1]
+    for t in numba.prange(tcol.shape[0]):
+        for q in range(ptr[t], ptr[t + 1]):
+            i = inst[q]
+            oa = slot_offset[slot_a[q]]
+            ob = slot_offset[slot_b[q]]
+            for cc in range(ncol[t]):
+                base = colptr[tcol[t] + cc] + within[t] - cc
+                start = cc if tdiag[t] else 0
+                for rr in range(start, nrow[t]):
+                    v = 0.0
+                    for r in range(m):
+                        v += jacobian[i, r, oa + rr] * jacobian[i, r, ob + cc]
+                    data[base + rr] += v

@@ -1,0 +1,138 @@
+"""Robust losses rho(s) of the squared whitened residual norm s = |r'|^2.
+
+With a scale a (in residual units), rho(s) = a^2 rho0(s / a^2), the convention of Ceres'
+``ScaledLoss`` and scipy's ``f_scale``; its derivatives are rho'(s) = rho0'(s/a^2) and
+rho''(s) = rho0''(s/a^2) / a^2. The base functions rho0 (value, first, second derivative):
+
+    linear   s                    1                  0
+    huber    s | 2 sqrt(s) - 1    1 | s^-1/2         0 | -s^-3/2 / 2          (split at s = 1)
+    soft_l1  2 (sqrt(1+s) - 1)    (1+s)^-1/2         -(1+s)^-3/2 / 2
+    cauchy   log(1+s)             1/(1+s)            -1/(1+s)^2
+    arctan   atan(s)              1/(1+s^2)          -2 s/(1+s^2)^2
+
+The evaluator applies Triggs' correction (as Ceres' ``Corrector``) so that the Gauss-Newton model
+of 1/2 rho(|r|^2) becomes an ordinary least-squares model in corrected r and J.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+
+LOSS_IDS = {"linear": 0, "huber": 1, "soft_l1": 2, "cauchy": 3, "arctan": 4}
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A robust loss: its name, numeric id for the kernels, and scale a (residual units)."""
+
+    name: str
+    scale: float = 1.0
+
+    @property
+    def id(self) -> int:
+        return LOSS_IDS[self.name]
+
+    @property
+    def is_trivial(self) -> bool:
+        return self.name == "linear"
+
+
+def make_loss(loss, scale: float = 1.0) -> Loss:
+    """Build a Loss from None, a name, or a Loss; validates the name and scale."""
+    if isinstance(loss, Loss):
+        return loss
+    name = "linear" if loss is None else loss
+    if name not in LOSS_IDS:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSS_IDS)}")
+    scale = float(scale)
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"loss scale must be a positive finite number, got {scale}")
+    return Loss(name, scale)
+
+
+@numba.njit(cache=True)
+def loss_rho(loss_id, scale, s):
+    """Return (rho, rho', rho'') of the scaled loss at s = squared whitened residual norm."""
+    if loss_id == 0:
+        return s, 1.0, 0.0
+    a2 = scale * scale
+    z = s / a2
+    if loss_id == 1:
+        if z <= 1.0:
+            r0, r1, r2 = z, 1.0, 0.0
+        else:
+            sq = math.sqrt(z)
+            r0, r1, r2 = 2.0 * sq - 1.0, 1.0 / sq, -0.5 / (z * sq)
+    elif loss_id == 2:
+        t = 1.0 + z
+        sq = math.sqrt(t)
+        r0, r1, r2 = 2.0 * (sq - 1.0), 1.0 / sq, -0.5 / (t * sq)
+    elif loss_id == 3:
+        t = 1.0 + z
+        r0, r1, r2 = math.log1p(z), 1.0 / t, -1.0 / (t * t)
+    else:
+        t = 1.0 + z * z
+        r0, r1, r2 = math.atan(z), 1.0 / t, -2.0 * z / (t * t)
+    return a2 * r0, r1, r2 / a2
+
+
+@numba.njit(parallel=True, cache=True)
+def robust_cost(loss_id, scale, residuals):
+    """1/2 sum_i rho(|r_i|^2)."""
+    n, m = residuals.shape
+    total = 0.0
+    for i in numba.prange(n):
+        s = 0.0
+        for r in range(m):
+            s += residuals[i, r] * residuals[i, r]
+        total += 0.5 * loss_rho(loss_id, scale, s)[0]
+    return total
+
+
+@numba.njit(parallel=True, cache=True)
+def plain_cost(residuals):
+    """1/2 sum_i |r_i|^2 (the linear loss)."""
+    n, m = residuals.shape
+    total = 0.0
+    for i in numba.prange(n):
+        s = 0.0
+        for r in range(m):
+            s += residuals[i, r] * residuals[i, r]
+        total += s
+    return 0.5 * total
+
+
+@numba.njit(parallel=True, cache=True)
+def robust_correct(loss_id, scale, residuals, jacobian):
+    """Apply Triggs' correction (see :mod:`sparselm.core.evaluator`) to (n, m) residuals and (n, m, K)
+    Jacobians in place; returns the cost 1/2 sum rho(s_i)."""
+    n, m = residuals.shape
+    width = jacobian.shape[2]
+    total = 0.0
+    for i in numba.prange(n):
+        s = 0.0
+        for r in range(m):
+            s += residuals[i, r] * residuals[i, r]
+        rho, rho1, rho2 = loss_rho(loss_id, scale, s)
+        total += 0.5 * rho
+        rho1 = max(rho1, 1e-300)
+        sqrt_rho1 = math.sqrt(rho1)
+        if s == 0.0 or rho2 <= 0.0:
+            res_scale = sqrt_rho1
+            alpha_s = 0.0
+        else:
+            # rho'' > 0: curvature correction; D > 1 so alpha < 0 and 1 - alpha > 1.
+            alpha = 1.0 - math.sqrt(1.0 + 2.0 * s * rho2 / rho1)
+            res_scale = sqrt_rho1 / (1.0 - alpha)
+            alpha_s = alpha / s
+        for c in range(width):
+            rj = 0.0
+            for r in range(m):
+                rj += residuals[i, r] * jacobian[i, r, c]
+            for r in range(m):
+                jacobian[i, r, c] = sqrt_rho1 * (jacobian[i, r, c] - alpha_s * residuals[i, r] * rj)
+        for r in range(m):
+            residuals[i, r] *= res_scale
+    return total

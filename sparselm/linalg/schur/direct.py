@@ -1,0 +1,170 @@
+"""Schur-complement solvers: eliminate the e-blocks (BA: points), solve the reduced system.
+
+``sparse_schur`` factors S with CHOLMOD (symbolic analysis once, numeric refactorization per
+damping trial); ``dense_schur`` factors the same S densely with LAPACK, for few f-blocks.
+The math and the structures are in :mod:`sparselm.linalg.schur.structure`, the kernels in
+:mod:`sparselm.linalg.schur.kernels`. Phases timed: ``assembly`` (V, W, U per linearisation),
+``schur_complement`` (V^-1, S and its right-hand side, one fused pass), ``factorization``,
+``solve`` and ``back_substitution``.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import scipy.linalg
+
+from sparselm.linalg.base import LinearSolution, LinearSolver
+from sparselm.linalg.cholmod import CholmodFactor
+from sparselm.linalg.schur.kernels import back_substitute
+from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization, zero_private
+from sparselm.linalg.schur.eliminate import chunk_points_by_pairs, point_pass_kernels
+from sparselm.linalg.schur.structure import build_schur_structure
+
+DENSE_SCHUR_MAX_COLUMNS = 2000
+PRIVATE_S_BYTES = 512 * 2**20  # cap on the per-chunk copies of S's blocks
+
+
+def _chunk_count(threads: int, n_targets: int, kf: int) -> int:
+    """Chunks of the point pass: one per thread, fewer if their private S copies would be too big."""
+    per_chunk = n_targets * kf * kf * 8
+    return max(1, min(threads, PRIVATE_S_BYTES // max(per_chunk, 1)))
+
+
+class SchurSolver(LinearSolver):
+    """Shared elimination and back-substitution; subclasses factor and solve S.
+
+    Its fused linearisation pass also computes the gradient and the column norms, so the
+    evaluator skips its own (``provides_gradient``)."""
+
+    provides_gradient = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with self.timer.phase("symbolic"):
+            st = self.structure = build_schur_structure(self.layout)
+            lay = self.layout
+            ke, n_e = st.e_size, st.n_e_blocks
+            kf = int(lay.block_size[:st.n_f_blocks].max())
+            n_chunks = _chunk_count(numba.get_num_threads(), st.pattern.n_targets, kf)
+            self._chunk_points = chunk_points_by_pairs(st.pair_start, n_chunks)
+            self._point_pass, self._reduce = point_pass_kernels(kf, ke)
+            self.v = np.zeros((n_e, ke, ke))
+            self.v_inv = np.zeros((n_e, ke, ke))
+            self._work_e = np.zeros((n_e, ke))
+            self.vg = np.zeros((n_e, ke))
+            self.w = np.zeros((st.n_cells, kf, ke))
+            self._y_work = np.zeros((n_chunks, max(st.max_cells, 1), ke, kf))
+            self._chol_work = np.zeros((n_chunks, 2, ke, ke))
+            self._failures = np.zeros(n_chunks, dtype=np.int64)
+            self._s_private = np.zeros((n_chunks, st.pattern.n_targets, kf, kf))
+            self._rhs_private = np.zeros((n_chunks, st.n_f_blocks, kf))
+            self._u_private = np.zeros((n_chunks, st.u_blocks.shape[0], kf, kf))
+            self._g_private = np.zeros((n_chunks, lay.n_reduced_columns))
+            self._n_private = np.zeros((n_chunks, lay.n_reduced_columns))
+            self._chunk_instances = [chunk_instances(gm.e_local, n_chunks) for gm in st.groups]
+            self._linearize_kernels = [linearize_kernel(res.shape[1], kf, ke) for res in self.evaluator.residuals]
+            self.u_values = np.zeros(st.pattern.nnz)
+            self.s_values = np.zeros(st.pattern.nnz)
+            self.rhs = np.zeros(lay.n_reduced_columns)
+            self.step = np.zeros(lay.n_columns)
+
+    def linearize(self) -> None:
+        st, lay, ev = self.structure, self.layout, self.evaluator
+        p = st.pattern
+        with self.timer.phase("assembly"):
+            self.v.fill(0.0)
+            self.w.fill(0.0)
+            ev.gradient.fill(0.0)
+            ev.column_norms.fill(0.0)
+            zero_private(self._u_private, self._g_private, self._n_private)
+            for g, (rl, gm) in enumerate(zip(lay.residuals, st.groups)):
+                self._linearize_kernels[g](self._chunk_instances[g], st.e_slot[g], gm.e_local, rl.block,
+                                           rl.slot_offset, rl.slot_size, gm.cell_of, gm.combo_a, gm.combo_b,
+                                           gm.u_target, st.n_f_blocks, st.e_col0, lay.block_col, ev.residuals[g],
+                                           ev.jacobians[g], self.v, self.w, ev.gradient, ev.column_norms,
+                                           self._u_private, self._g_private, self._n_private)
+            reduce_linearization(self._u_private, self._g_private, self._n_private, st.u_blocks, p.colptr,
+                                 p.target_col, p.target_ncol, p.target_nrow, p.target_within, p.target_diag, self.u_values,
+                                 ev.gradient, ev.column_norms)
+
+    def solve(self, diagonal: np.ndarray) -> LinearSolution:
+        st, lay, g = self.structure, self.layout, self.evaluator.gradient
+        p = st.pattern
+        with self.timer.phase("schur_complement"):
+            self._point_pass(self._chunk_points, self.v, diagonal, st.e_col0, g, st.cells_of_e, st.cell_f,
+                             st.pair_start, st.pair_target, self.w, self.v_inv, self.vg, self._y_work, self._chol_work,
+                             self._s_private, self._rhs_private, self._failures)
+            failures = int(self._failures.sum())
+            if failures:
+                return self._failed(f"Schur: {failures} eliminated blocks not positive definite")
+            self._reduce(self._s_private, self._rhs_private, self.u_values, p.diagonal_positions, diagonal, p.colptr,
+                         p.target_col, p.target_ncol, p.target_nrow, p.target_within, p.target_diag, lay.block_col,
+                         lay.block_size, g, self.s_values, self.rhs)
+        step_f = self._solve_reduced()
+        if step_f is None:
+            return self._failed(f"{self.name}: reduced camera matrix not positive definite")
+        with self.timer.phase("back_substitution"):
+            step = self.step
+            step[:st.e_col0] = step_f
+            back_substitute(st.cells_of_e, st.cell_f, lay.block_col, lay.block_size, st.e_col0, g, self.w,
+                            self.v_inv, self._work_e, step)
+        return self._finite_or_failure(step)
+
+    def _solve_reduced(self):
+        """Factor S (self.s_values, lower CSC) and solve S x = self.rhs; None if not PD."""
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        st = self.structure
+        return {"name": self.name, "reduced_columns": st.e_col0, "eliminated_blocks": st.n_e_blocks,
+                "cells": st.n_cells, "cell_pairs": st.n_pairs, "nnz_lower_S": st.pattern.nnz}
+
+
+class SparseSchur(SchurSolver):
+    """Schur complement with CHOLMOD on the reduced camera matrix."""
+
+    name = "sparse_schur"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with self.timer.phase("symbolic"):
+            self._matrix = self.structure.pattern.matrix(self.s_values)
+            self.factor = CholmodFactor(self._matrix, self.options.ordering, self.options.factorization)
+
+    def _solve_reduced(self):
+        with self.timer.phase("factorization"):
+            if not self.factor.factorize(self._matrix):
+                return None
+        with self.timer.phase("solve"):
+            return self.factor.solve(self.rhs)
+
+    def info(self) -> dict:
+        d = super().info()
+        d.update(ordering=self.factor.ordering, factorization=self.factor.mode,
+                 analysis_seconds=self.factor.analysis_seconds)
+        if self.factor.factorized:
+            d["factor_nnz"] = self.factor.factor_nnz()
+        return d
+
+
+class DenseSchur(SchurSolver):
+    """Schur complement with a dense S and LAPACK Cholesky (few f-blocks)."""
+
+    name = "dense_schur"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.layout.n_reduced_columns > DENSE_SCHUR_MAX_COLUMNS:
+            raise ValueError(f"dense_schur is for small reduced systems (<= {DENSE_SCHUR_MAX_COLUMNS} columns), "
+                             f"this one has {self.layout.n_reduced_columns}: use sparse_schur")
+        self._matrix = self.structure.pattern.matrix(self.s_values)
+
+    def _solve_reduced(self):
+        with self.timer.phase("factorization"):
+            lower = self._matrix.toarray()
+            try:
+                factor = scipy.linalg.cho_factor(lower, lower=True, check_finite=False)
+            except (np.linalg.LinAlgError, ValueError):
+                return None
+        with self.timer.phase("solve"):
+            return scipy.linalg.cho_solve(factor, self.rhs, check_finite=False)

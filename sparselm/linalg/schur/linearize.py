@@ -1,0 +1,168 @@
+"""The per-linearisation Schur kernel: V, W, U and the gradient in one pass over the residuals.
+
+Residual instances are stored sorted by their eliminated block (see
+:class:`sparselm.core.layout.ResidualLayout`), so the instances of one point are contiguous and
+the pass reads the Jacobian sequentially, once. For each instance i with e-block p:
+
+    V_p += J_e^T J_e,   g_e += J_e^T r,   diag(J^T J)_e += col norms of J_e     (owned by p's chunk)
+    W_cell(i, f) += J_f^T J_e                                                  (the cell is p's)
+    U_{f f'} += J_f^T J_f',  g_f += J_f^T r,  diag_f += col norms of J_f       (private per chunk)
+
+Chunks are cut at point boundaries, so everything indexed by a point is written by one thread;
+f-block quantities (few cameras, but shared by many points) go to per-chunk private arrays
+reduced afterwards in a fixed order (bitwise reproducible for a given thread count).
+Block sizes are compile-time constants: m (rows of the residual), kf (padded f size), ke.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+
+@lru_cache(maxsize=None)
+def linearize_kernel(m: int, kf: int, ke: int):
+    """The fused pass for residuals of size m, f-blocks padded to kf, e-blocks of size ke."""
+
+    @numba.njit(parallel=True, cache=True)
+    def linearize_pass(chunk_inst, e_slot, e_local, block, slot_offset, slot_size, cell_of, combo_a, combo_b,
+                       u_target, n_f, e_col0, block_col, residuals, jacobian, v, w, gradient, column_norms,
+                       u_priv, g_priv, n_priv):
+        n_slots = block.shape[1]
+        n_combos = combo_a.shape[0]
+        for ch in numba.prange(chunk_inst.shape[0] - 1):
+            up = u_priv[ch]
+            gp = g_priv[ch]
+            npv = n_priv[ch]
+            for i in range(chunk_inst[ch], chunk_inst[ch + 1]):
+                es = e_slot[i]
+                if es >= 0:
+                    p = e_local[i]
+                    oe = slot_offset[es]
+                    c0 = e_col0 + p * ke
+                    for a in range(ke):
+                        g = 0.0
+                        nn = 0.0
+                        for r in range(m):
+                            x = jacobian[i, r, oe + a]
+                            g += x * residuals[i, r]
+                            nn += x * x
+                        gradient[c0 + a] += g
+                        column_norms[c0 + a] += nn
+                        for c in range(a + 1):
+                            s = 0.0
+                            for r in range(m):
+                                s += jacobian[i, r, oe + a] * jacobian[i, r, oe + c]
+                            v[p, a, c] += s
+                            if c != a:
+                                v[p, c, a] += s
+                for j in range(n_slots):
+                    b = block[i, j]
+                    if b < 0 or b >= n_f:
+                        continue
+                    of = slot_offset[j]
+                    kj = slot_size[j]
+                    fc = block_col[b]
+                    for a in range(kj):
+                        g = 0.0
+                        nn = 0.0
+                        for r in range(m):
+                            x = jacobian[i, r, of + a]
+                            g += x * residuals[i, r]
+                            nn += x * x
+                        gp[fc + a] += g
+                        npv[fc + a] += nn
+                    cell = cell_of[i, j]
+                    if cell >= 0 and kj == kf:
+                        for a in range(kf):
+                            for c in range(ke):
+                                s = 0.0
+                                for r in range(m):
+                                    s += jacobian[i, r, of + a] * jacobian[i, r, oe + c]
+                                w[cell, a, c] += s
+                    elif cell >= 0:
+                        for a in range(kj):
+                            for c in range(ke):
+                                s = 0.0
+                                for r in range(m):
+                                    s += jacobian[i, r, of + a] * jacobian[i, r, oe + c]
+                                w[cell, a, c] += s
+                for q in range(n_combos):
+                    t = u_target[i, q]
+                    if t < 0:
+                        continue
+                    sa = combo_a[q]
+                    sb = combo_b[q]
+                    # rows from the slot with the larger block id, columns from the other
+                    if block[i, sa] < block[i, sb]:
+                        sa, sb = sb, sa
+                    oa = slot_offset[sa]
+                    ob = slot_offset[sb]
+                    blk = up[t]
+                    if slot_size[sa] == kf and slot_size[sb] == kf:  # compile-time bounds: unrolled
+                        for cc in range(kf):
+                            for rr in range(kf):
+                                s = 0.0
+                                for r in range(m):
+                                    s += jacobian[i, r, oa + rr] * jacobian[i, r, ob + cc]
+                                blk[cc, rr] += s
+                    else:
+                        for cc in range(slot_size[sb]):
+                            for rr in range(slot_size[sa]):
+                                s = 0.0
+                                for r in range(m):
+                                    s += jacobian[i, r, oa + rr] * jacobian[i, r, ob + cc]
+                                blk[cc, rr] += s
+
+    return linearize_pass
+
+
+@numba.njit(parallel=True, cache=True)
+def zero_private(u_priv, g_priv, n_priv):
+    """Zero the per-chunk accumulators (explicit loops: no allocation inside prange)."""
+    for ch in numba.prange(u_priv.shape[0]):
+        up = u_priv[ch]
+        for t in range(up.shape[0]):
+            for a in range(up.shape[1]):
+                for c in range(up.shape[2]):
+                    up[t, a, c] = 0.0
+        for c in range(g_priv.shape[1]):
+            g_priv[ch, c] = 0.0
+            n_priv[ch, c] = 0.0
+
+
+@numba.njit(parallel=True, cache=True)
+def reduce_linearization(u_priv, g_priv, n_priv, u_blocks, colptr, tcol, ncol, nrow, within, tdiag, u_values,
+                         gradient, column_norms):
+    """U's blocks (u_blocks: their S targets) in the lower S pattern = sum of chunks; gradient and
+    column norms of the f columns likewise. S entries outside U's blocks stay 0."""
+    n_chunks = u_priv.shape[0]
+    for k in numba.prange(u_blocks.shape[0]):
+        t = u_blocks[k]
+        for cc in range(ncol[t]):
+            base = colptr[tcol[t] + cc] + within[t] - cc
+            start = cc if tdiag[t] else 0
+            for rr in range(start, nrow[t]):
+                s = 0.0
+                for ch in range(n_chunks):
+                    s += u_priv[ch, k, cc, rr]
+                u_values[base + rr] = s
+    for c in numba.prange(g_priv.shape[1]):
+        s = 0.0
+        nn = 0.0
+        for ch in range(n_chunks):
+            s += g_priv[ch, c]
+            nn += n_priv[ch, c]
+        gradient[c] = s
+        column_norms[c] = nn
+
+
+def chunk_instances(e_local: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Instance boundaries of n_chunks about-equal chunks that never split one e-block's run."""
+    n = e_local.shape[0]
+    goals = np.linspace(0, n, n_chunks + 1).astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, e_local[1:] != e_local[:-1]])  # first instance of each run
+    cut = starts[np.clip(np.searchsorted(starts, goals, side="left"), 0, starts.size - 1)]
+    cut[0], cut[-1] = 0, n
+    return np.maximum.accumulate(cut).astype(np.int64)
