@@ -14,6 +14,8 @@ from sparselm.core.loss import make_loss, plain_cost, robust_correct, robust_cos
 from sparselm.linalg.csc import JacobianPattern, csr_times_vector, gradient_and_column_norms, scale_rows
 from sparselm.util.timing import PhaseTimer
 
+EPS = np.finfo(float).eps
+
 
 def callable_loss_terms(loss, f_scale, r):
     """(cost, rho', rho'') of a user loss callable, scaled as scipy does (rho(f^2) = C^2 rho(f^2 / C^2))."""
@@ -54,6 +56,7 @@ class MatrixEvaluator:
         self.timer = timer
         self.user_loss = loss if callable(loss) else None
         self.loss = None if callable(loss) else make_loss(loss, f_scale)
+        self.loss_name = None if callable(loss) else loss
         self.f_scale = float(f_scale)
         self.whitening = whitening
         self.pattern: Optional[JacobianPattern] = None
@@ -63,6 +66,8 @@ class MatrixEvaluator:
         self.column_norms = np.zeros(n)
         self._jd = np.zeros(m)
         self.cost = math.nan
+        self.whitened = np.zeros(m)  # whitened residuals r' = A f before the loss correction
+        self.loss_row_scale = None  # Triggs' Jacobian row scale of the last linearisation (None: none)
 
     # -- residuals ----------------------------------------------------------------------------
     def whiten(self, f: np.ndarray) -> np.ndarray:
@@ -113,6 +118,7 @@ class MatrixEvaluator:
             raise NonFiniteError(f"the Jacobian has a non-finite entry at row {int(p.indices[k])}, column {col} "
                                  f"({int(bad.sum())} entries in all)")
         r = self.whiten(f)
+        self.whitened = r.copy()
         row_scale = None
         if self.user_loss is not None:
             cost, rho1, rho2 = callable_loss_terms(self.user_loss, self.f_scale, r)
@@ -125,6 +131,7 @@ class MatrixEvaluator:
             r2 = r.reshape(-1, 1)
             cost = robust_correct(self.loss.id, self.loss.scale, r2, ones)
             row_scale = ones[:, 0, 0]
+        self.loss_row_scale = row_scale
         if self.whitening is not None and self.whitening[0] == "diag":
             row_scale = self.whitening[1] if row_scale is None else row_scale * self.whitening[1]
         if row_scale is not None:
@@ -149,3 +156,43 @@ class MatrixEvaluator:
             return p.data.reshape(p.shape[1], p.shape[0]).T.copy()
         return p.matrix(p.data.copy())
 
+
+
+def _scipy_loss_derivatives(loss: str, z: np.ndarray):
+    """rho'(z), rho''(z) of scipy's built-in losses (z = (f / f_scale)^2)."""
+    if loss == "huber":
+        inlier = z <= 1
+        zs = np.where(inlier, 1.0, z)
+        return np.where(inlier, 1.0, zs ** -0.5), np.where(inlier, 0.0, -0.5 * zs ** -1.5)
+    if loss == "soft_l1":
+        t = 1 + z
+        return t ** -0.5, -0.5 * t ** -1.5
+    if loss == "cauchy":
+        t = 1 + z
+        return 1 / t, -1 / t ** 2
+    t = 1 + z * z  # arctan
+    return 1 / t, -2 * z / t ** 2
+
+
+def scipy_jacobian(ev: MatrixEvaluator):
+    """The Jacobian scipy's ``least_squares`` returns with a robust loss, at ev's last linearisation.
+
+    scipy scales the rows of J by sqrt(rho' + 2 rho'' z) with z = (f / f_scale)^2, replaced by
+    sqrt(EPS) where that is below EPS; sparselm's steps used Triggs' rows instead, so those are
+    divided out. Whitening by ``sigma`` stays in (the problem is the whitened one). Dense array for a
+    dense pattern, CSC otherwise.
+    """
+    jacobian = ev.jacobian_matrix()
+    if ev.loss_row_scale is None:
+        return jacobian
+    z = (ev.whitened / ev.f_scale) ** 2
+    if ev.user_loss is not None:
+        rho = np.asarray(ev.user_loss(z), dtype=float)
+        rho1, rho2 = rho[1], rho[2]
+    else:
+        rho1, rho2 = _scipy_loss_derivatives(ev.loss_name, z)
+    scale = rho1 + 2 * rho2 * z
+    scale = np.sqrt(np.where(scale < EPS, EPS, scale)) / ev.loss_row_scale
+    if isinstance(jacobian, np.ndarray):
+        return jacobian * scale[:, None]
+    return sp.csc_matrix(sp.diags(scale) @ jacobian)
