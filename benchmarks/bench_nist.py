@@ -56,13 +56,14 @@ def main() -> int:
             print(name, start + 1, {k: round(row[k]["digits"], 1) for k in SOLVERS}, flush=True)
     cpu = cpu_model()
     write_json("nist", {"cpu": cpu, "tolerances": TOLERANCES, "rows": rows})
-    lines = [f"# NIST StRD nonlinear regression: correct digits (LRE) of the worst parameter",
-             "", f"CPU: {cpu}. Same analytic Jacobians and tolerances ({TOLERANCES}) for every solver; "
+    lines = ["# NIST StRD nonlinear regression: correct digits (LRE) of the worst parameter", "",
+             f"CPU: {cpu}. Same analytic Jacobians and tolerances ({TOLERANCES}) for every solver; "
              "measured in one run by benchmarks/bench_nist.py.", "",
-             "| problem | start | " + " | ".join(SOLVERS) + " |", "|---|---|" + "---|" * len(SOLVERS)]
-    for row in rows:
-        cells = [f"{row[k]['digits']:.1f}" for k in SOLVERS]
-        lines.append(f"| {row['problem']} | {row['start']} | " + " | ".join(cells) + " |")
+             "| problem | start 1: " + " / ".join(SOLVERS) + " | start 2: " + " / ".join(SOLVERS) + " |",
+             "|---|---|---|"]
+    for k in range(0, len(rows), 2):
+        cells = [" / ".join(f"{row[label]['digits']:.1f}" for label in SOLVERS) for row in rows[k:k + 2]]
+        lines.append(f"| {rows[k]['problem']} | {cells[0]} | {cells[1]} |")
     solved = {k: sum(row[k]["digits"] >= 4 for row in rows) for k in SOLVERS}
     lines += ["", "Cases with >= 4 correct digits of every parameter: "
               + ", ".join(f"{k} {v}/{len(rows)}" for k, v in solved.items()) + "."]
