@@ -52,6 +52,9 @@ class Minimizer:
         self.out = out or (lambda line: print(line, flush=True))
         self.termination = termination if termination is not None else CeresTermination(options)
         self.step_control = step_control
+        #: the best point after :meth:`run` (also when it ended with an exception inside the loop);
+        #: None before the loop started (e.g. a non-finite residual at the starting point)
+        self.best_values: Optional[Dict[str, np.ndarray]] = None
 
     def _free_norm(self, values: Dict[str, np.ndarray]) -> float:
         total = 0.0
@@ -67,11 +70,11 @@ class Minimizer:
         return float(np.max(np.abs(g))) if g.size else 0.0
 
     def run(self, values: Dict[str, np.ndarray], summary: Summary, start_time: float) -> None:
-        """Minimise from ``values`` (updated in place to the best point); records go to ``summary``."""
+        """Minimise from ``values``; records go to ``summary``, the best point to :attr:`best_values` (the
+        dict may be the trial buffers after swaps)."""
         ev, ls, o, tr = self.evaluator, self.linear_solver, self.options, self.strategy
         term, sc = self.termination, self.step_control
         trial = {k: np.empty_like(v) for k, v in values.items()}
-        self._values_out = values
         cost = self._linearize(values)
         tr.fix_jacobi_scaling(ev.column_norms)
         summary.initial_cost = summary.final_cost = cost
@@ -147,7 +150,6 @@ class Minimizer:
                         success = False
                     else:
                         values, trial = self._swap(values, trial)
-                        self._values_out = values
                         cost = summary.final_cost = new_cost
                         grad_norm = self._optimality(values)
                         tr.step_accepted(ratio)
@@ -177,7 +179,7 @@ class Minimizer:
             return self._stop(summary, Stop("interrupted", "Interrupted by the user (Ctrl-C); the best point so far "
                                                            "is kept."))
         finally:
-            self._values_out = values
+            self.best_values = values
 
     def _fit_radius(self, values, solution, diagonal):
         """More damping while the step is well beyond the step control's trust radius.
@@ -228,10 +230,6 @@ class Minimizer:
     @staticmethod
     def _swap(a, b):
         return b, a
-
-    def result_values(self) -> Dict[str, np.ndarray]:
-        """The best point (the dict may be the trial buffers after swaps)."""
-        return self._values_out
 
     def _record(self, summary: Summary, rec: IterationRecord) -> None:
         summary.iterations.append(rec)

@@ -64,7 +64,7 @@ from sparselm.linalg.base import LinearSolverOptions
 from sparselm.linalg.cholmod import MODES, ORDERINGS
 from sparselm.linalg.csc import JacobianPattern
 from sparselm.linalg.dense import MAX_DENSE_COLUMNS
-from sparselm.linalg.general_normal import GeneralDenseNormalCholesky, GeneralSparseNormalCholesky
+from sparselm.linalg import registry
 from sparselm.lm.minimizer import Minimizer
 from sparselm.lm.options import SolverOptions
 from sparselm.lm.step_control import Box, ScaledStepControl
@@ -81,7 +81,8 @@ from sparselm.util.timing import PhaseTimer
 
 __all__ = ["least_squares", "TERMINATION_MESSAGES"]
 
-API_LINEAR_SOLVERS = ("auto", "dense", "sparse_normal_cholesky")
+#: 'auto' and the registered linear solvers with a general-matrix variant (:mod:`sparselm.linalg.registry`)
+API_LINEAR_SOLVERS = ("auto",) + registry.general_names()
 
 _STATUS_OF_STOP = {"user_success": -2, "failure": -1, "interrupted": -1, "no_convergence": -1}
 
@@ -299,8 +300,7 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
 
         options.callbacks.append(on_iteration)
         lin_opts = LinearSolverOptions(ordering=ordering, factorization=factorization)
-        solver_cls = GeneralDenseNormalCholesky if solver_name == "dense" else GeneralSparseNormalCholesky
-        ls = solver_cls(ev, timer, lin_opts)
+        ls = registry.get(solver_name).general(ev, timer, lin_opts)
         summary = Summary()
         summary.options_given = {"method": method, "ftol": ftol, "xtol": xtol, "gtol": gtol,
                                  "x_scale": x_scale if x_scale is None or isinstance(x_scale, str) else "array",
@@ -324,7 +324,7 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
         values = {POINT: x.copy()}
         summary.setup_time_s = time.perf_counter() - start
         minimizer.run(values, summary, start)
-        x = minimizer.result_values()[POINT].copy()
+        x = (minimizer.best_values if minimizer.best_values is not None else values)[POINT].copy()
         status = termination.status if termination.status is not None else _STATUS_OF_STOP[summary.termination]
         message = TERMINATION_MESSAGES[status] if status != -1 else summary.message
         nfev, njev = evaluations(), objective.njev
