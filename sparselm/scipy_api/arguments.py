@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from scipy.optimize import Bounds
 
-EPS = np.finfo(float).eps
+from sparselm.scipy_api.jacobian import EPS
 SCIPY_LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
 METHODS = ("trf", "lm")
 DAMPINGS = ("marquardt", "levenberg", "gauss_newton")

@@ -12,9 +12,8 @@ import scipy.sparse as sp
 from sparselm.core.evaluator import NonFiniteError
 from sparselm.core.loss import make_loss, plain_cost, robust_correct, robust_cost
 from sparselm.linalg.csc import JacobianPattern, csr_times_vector, gradient_and_column_norms, scale_rows
+from sparselm.scipy_api.jacobian import EPS
 from sparselm.util.timing import PhaseTimer
-
-EPS = np.finfo(float).eps
 
 
 def callable_loss_terms(loss, f_scale, r):

@@ -71,10 +71,10 @@ from sparselm.lm.step_control import Box, ScaledStepControl
 from sparselm.lm.summary import Summary
 from sparselm.lm.termination import TERMINATION_MESSAGES, ScipyTermination
 from sparselm.scipy_api import arguments
-from sparselm.scipy_api.arguments import EPS, LSMR_REFUSED
+from sparselm.scipy_api.arguments import LSMR_REFUSED
 from sparselm.scipy_api.evaluator import MatrixEvaluator, callable_loss_terms, scipy_jacobian
 from sparselm.scipy_api.jacobian import FiniteDifferenceJacobian, sparsity_pattern
-from sparselm.scipy_api.objective import POINT, VectorObjective, residuals_at
+from sparselm.scipy_api.objective import POINT, VectorObjective
 from sparselm.scipy_api.weighting import whitening_operator
 from sparselm.util import threads
 from sparselm.util.timing import PhaseTimer

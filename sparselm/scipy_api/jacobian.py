@@ -54,8 +54,10 @@ def sparsity_pattern(jac_sparsity, m, n) -> JacobianPattern:
 class FiniteDifferenceJacobian:
     """'2-point', '3-point' or 'cs' differences on a fixed pattern, one evaluation per colour
     ('3-point': two). Steps follow scipy's rule: h = rel * sign(x) * max(1, |x|) with
-    rel = EPS^(1/2) ('2-point', 'cs') or EPS^(1/3) ('3-point'); ``diff_step`` given: h = diff_step * x
-    (falling back to the default where that is zero)."""
+    rel = EPS^(1/2) ('2-point', 'cs') or EPS^(1/3) ('3-point'), EPS that of the residuals' dtype
+    (float32 residuals: float32's EPS, as scipy); ``diff_step`` given: h = diff_step * x (falling
+    back to the default where that is zero). With ``bounds`` (lb, ub) every difference point stays
+    inside them (one-sided differences near a bound, see :meth:`_offsets`)."""
 
     def __init__(self, fun, pattern: JacobianPattern, method: str, diff_step, timer: PhaseTimer, workers=None,
                  residual_dtype=np.float64, bounds=None):

@@ -156,3 +156,23 @@ def test_result_fields_with_scipys_meaning():
     np.testing.assert_allclose(res.grad, ref.grad, atol=1e-7)
     lm = least_squares(rosenbrock, [2.0, 2.0], method="lm")
     assert lm.njev is None and lm.nfev >= lm.summary.problem["fd_function_calls"]
+
+
+def test_finite_differences_at_the_bounds_stay_inside_and_are_accurate():
+    from sparselm.linalg.csc import JacobianPattern
+    from sparselm.scipy_api.jacobian import FiniteDifferenceJacobian
+    from sparselm.util.timing import PhaseTimer
+
+    lb, ub = np.array([0.0, -1.0, -np.inf]), np.array([1.0, 0.0, 2.0])
+    x = np.array([0.0, 0.0, 2.0])  # at a lower, an upper, an upper bound
+    exact = np.diag([np.cos(0.0), 2 * 0.0 + 1, 3 * 2.0 ** 2])
+
+    def fun(v):
+        assert np.all(v >= lb) and np.all(v <= ub), v
+        return np.array([np.sin(v[0]), v[1] ** 2 + v[1], v[2] ** 3])
+
+    for method, tol in (("2-point", 1e-6), ("3-point", 1e-8)):
+        pattern = JacobianPattern((3, 3), np.arange(0, 10, 3), np.tile(np.arange(3), 3), dense=True)
+        fd = FiniteDifferenceJacobian(fun, pattern, method, None, PhaseTimer(), bounds=(lb, ub))
+        data = fd(x, fun(x))
+        np.testing.assert_allclose(data.reshape(3, 3).T, exact, atol=tol * 12)
