@@ -42,16 +42,17 @@ def test_reader_rejects_a_malformed_file(tmp_path):
 
 @pytest.mark.parametrize("name", nist.PROBLEMS)
 def test_data_reproduce_the_certified_fit(name, problems):
-    """At the certified parameters the gradient vanishes (the data are NIST's), and where the file
-    carries NIST's residual sum of squares, it is reproduced."""
+    """At the certified parameters NIST's certified residual sum of squares is reproduced and the
+    gradient vanishes: the data are NIST's."""
     p = problems[name]
     r = p.residual(p.certified)
     j = p.jacobian(p.certified)
     rss = float(r @ r)
-    if p.certified_rss is not None:
-        assert rss == pytest.approx(p.certified_rss, rel=1e-6)
     if rss <= 1e-20 * float(p.response @ p.response):
-        return  # an exact fit (Lanczos1): the 11 certified digits leave only round-off residuals
+        # an exact fit (Lanczos1): the 11 certified digits leave only round-off residuals
+        assert p.certified_rss < 1e-20 and rss < 1e-18
+        return
+    assert rss == pytest.approx(p.certified_rss, rel=1e-6)
     # gradient relative to its scale |J_:k| |r|: certified to 11 digits, so well below 1e-4
     scale = np.linalg.norm(j, axis=0) * np.linalg.norm(r)
     assert np.all(np.abs(j.T @ r) <= 1e-4 * scale), name
