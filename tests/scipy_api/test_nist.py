@@ -85,3 +85,13 @@ def test_sparselm_solves_every_case_to_four_digits(name, start, problems):
     res = sparselm.least_squares(p.residual, p.starts[start], jac=p.jacobian, **TIGHT)
     digits = nist.lre(res.x, p.certified)
     assert digits.min() >= 4.0, (name, start, digits, res.message)
+
+
+@pytest.mark.parametrize("name", ["MGH10", "BoxBOD"])
+def test_no_success_far_from_the_minimum_with_default_arguments(name, problems):
+    """MGH10 and BoxBOD from NIST's far start once ended 'successful' 2e4x and 8x above the minimum
+    (tiny accepted steps on a plateau): now a run either reaches the minimum or says it did not."""
+    p = problems[name]
+    res = sparselm.least_squares(p.residual, p.starts[0], jac=p.jacobian)
+    at_minimum = 2 * res.cost <= p.certified_rss * (1 + 1e-6)
+    assert at_minimum or not res.success, (res.status, 2 * res.cost / p.certified_rss)
