@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional
 
 from sparselm.bal import format as bal_format
+from sparselm.colmap import format as colmap_format
 from sparselm.core.problem import Problem
 
 
@@ -71,6 +72,7 @@ class InputFormat:
 #: the formats, in the order :func:`detect_format` tries them (one line per format).
 FORMATS: Dict[str, InputFormat] = {f.name: f for f in (
     InputFormat.of_module("bal", bal_format, fallback=True),
+    InputFormat.of_module("colmap", colmap_format),
 )}
 
 

@@ -6,7 +6,7 @@ from sparselm.bal import default_problem, write_bal
 
 
 def test_bal_is_registered_as_the_fallback_and_detected(tmp_path):
-    assert list(formats.FORMATS) == ["bal"] and formats.FORMATS["bal"].fallback
+    assert list(formats.FORMATS)[0] == "bal" and formats.FORMATS["bal"].fallback
     path = write_bal(default_problem(), tmp_path / "p.txt")
     fmt = formats.detect_format(path)
     assert fmt is formats.get_format("bal")
@@ -23,5 +23,5 @@ def test_bal_is_registered_as_the_fallback_and_detected(tmp_path):
 def test_unknown_and_undetected(tmp_path):
     with pytest.raises(ValueError, match="unknown input format 'g2o'; known formats: bal"):
         formats.get_format("g2o")
-    with pytest.raises(ValueError, match="is a directory, not a BAL file"):
+    with pytest.raises(ValueError, match="is a directory, not a .*BAL file"):
         formats.detect_format(tmp_path)
