@@ -16,9 +16,6 @@ DAMPINGS = ("marquardt", "levenberg", "gauss_newton")
 
 DOGBOX_REFUSED = ("`method`='dogbox' is not supported: use method='trf' (the default), which in sparselm is a "
                   "Levenberg-Marquardt with bounds (projected steps, an active set) on the same problems")
-LSMR_REFUSED = ("tr_solver='lsmr' (and a LinearOperator Jacobian, which needs it) is not supported: sparselm forms "
-                "J^T J and solves each step by Cholesky; give the Jacobian's entries (a sparse matrix or an array) "
-                "and leave tr_solver=None, choosing `linear_solver` and `ordering` if needed")
 
 
 def check_method(method, tr_solver, tr_options) -> None:
@@ -28,10 +25,7 @@ def check_method(method, tr_solver, tr_options) -> None:
         raise ValueError("`method` must be 'trf', 'dogbox' or 'lm'.")
     if tr_solver not in (None, "exact", "lsmr"):
         raise ValueError("`tr_solver` must be None, 'exact' or 'lsmr'.")
-    if tr_solver == "lsmr":
-        raise ValueError(LSMR_REFUSED)
-    if tr_options and tr_solver is None:
-        raise ValueError("`tr_options` configure lsmr: " + LSMR_REFUSED)
+
 
 
 def check_loss(loss, method) -> None:

@@ -4,10 +4,12 @@ Jacobian matrix, whitened by sigma and corrected for the robust loss (Triggs' co
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from sparselm.core.evaluator import NonFiniteError
 from sparselm.core.loss import make_loss, plain_cost, robust_correct, robust_cost
@@ -116,6 +118,17 @@ class MatrixEvaluator:
             col = int(np.searchsorted(p.indptr, k, side="right") - 1)
             raise NonFiniteError(f"the Jacobian has a non-finite entry at row {int(p.indices[k])}, column {col} "
                                  f"({int(bad.sum())} entries in all)")
+        cost, row_scale = self._corrected_residuals(f)
+        if row_scale is not None:
+            scale_rows(p.indices, p.data, np.ascontiguousarray(row_scale))
+        p.refresh_csr()
+        gradient_and_column_norms(p.indptr, p.indices, p.data, self.residuals, self.gradient, self.column_norms)
+        self.cost = float(cost)
+        return self.cost
+
+    def _corrected_residuals(self, f: np.ndarray):
+        """Whiten f and apply the loss (Triggs): sets ``whitened``, ``residuals`` and
+        ``loss_row_scale``; returns (cost, Jacobian row scale or None: loss times diagonal whitening)."""
         r = self.whiten(f)
         self.whitened = r.copy()
         row_scale = None
@@ -133,13 +146,12 @@ class MatrixEvaluator:
         self.loss_row_scale = row_scale
         if self.whitening is not None and self.whitening[0] == "diag":
             row_scale = self.whitening[1] if row_scale is None else row_scale * self.whitening[1]
-        if row_scale is not None:
-            scale_rows(p.indices, p.data, np.ascontiguousarray(row_scale))
         self.residuals = np.ascontiguousarray(r)
-        p.refresh_csr()
-        gradient_and_column_norms(p.indptr, p.indices, p.data, self.residuals, self.gradient, self.column_norms)
-        self.cost = float(cost)
-        return self.cost
+        return cost, row_scale
+
+    def jacobian_operator(self):
+        """The current (whitened, loss-corrected) Jacobian for products: CSC on the fixed pattern."""
+        return self.pattern.matrix()
 
     def model_cost_change(self, step: np.ndarray) -> float:
         """L(0) - L(step) = -(J step)^T (r + J step / 2)."""
@@ -194,4 +206,43 @@ def scipy_jacobian(ev: MatrixEvaluator):
     scale = np.sqrt(np.where(scale < EPS, EPS, scale)) / ev.loss_row_scale
     if isinstance(jacobian, np.ndarray):
         return jacobian * scale[:, None]
+    if isinstance(jacobian, LinearOperator):
+        return aslinearoperator(sp.diags(scale)) @ jacobian
     return sp.csc_matrix(sp.diags(scale) @ jacobian)
+
+
+class OperatorEvaluator(MatrixEvaluator):
+    """A Jacobian given as a scipy LinearOperator: only products with J and J^T (tr_solver='lsmr').
+
+    Whitening and the loss correction act as row scalings composed with the operator; there are
+    no column norms (the damping and the trust radius then use ``x_scale``, as scipy requires).
+    """
+
+    def __init__(self, m: int, n: int, loss, f_scale: float, whitening, timer: PhaseTimer):
+        super().__init__(m, n, loss, f_scale, whitening, timer)
+        self.raw = None
+        self.operator = None
+        self.column_norms = np.ones(n)
+        self.pattern = SimpleNamespace(nnz=0)
+
+    def absorb(self, jacobian) -> None:
+        op = aslinearoperator(jacobian)
+        w = self.whitening
+        self.raw = aslinearoperator(w[1]) @ op if w is not None and w[0] == "matrix" else op
+
+    def linearize(self, f: np.ndarray) -> float:
+        cost, row_scale = self._corrected_residuals(f)
+        self.operator = self.raw if row_scale is None else aslinearoperator(sp.diags(row_scale)) @ self.raw
+        self.gradient = np.asarray(self.operator.rmatvec(self.residuals), dtype=float).ravel()
+        self.cost = float(cost)
+        return self.cost
+
+    def jacobian_operator(self):
+        return self.operator
+
+    def model_cost_change(self, step: np.ndarray) -> float:
+        jd = np.asarray(self.operator.matvec(step), dtype=float).ravel()
+        return -float(np.dot(jd, self.residuals + 0.5 * jd))
+
+    def jacobian_matrix(self):
+        return self.operator

@@ -30,8 +30,11 @@ Differences from scipy, deliberate and checked:
 
 * ``method`` 'trf' (default) and 'lm' are the same LM; 'lm' keeps scipy's 'lm' rules (no bounds,
   m >= n, dense Jacobians, linear loss, all tolerances above EPS, callback ignored with a warning,
-  ``njev`` None and ``nfev`` including difference points for finite differences). 'dogbox',
-  ``tr_solver='lsmr'`` and LinearOperator Jacobians are refused, the message naming what to use.
+  ``njev`` None and ``nfev`` including difference points for finite differences). 'dogbox' is
+  refused, the message naming what to use. ``tr_solver='lsmr'`` (implied by a LinearOperator
+  Jacobian, or by ``tr_options``) takes each step from lsmr without forming J^T J
+  (:mod:`sparselm.scipy_api.lsmr_step`); otherwise the step is a Cholesky solve, also where scipy
+  would pick lsmr for a sparse Jacobian.
 * ``x_scale``: the scale of the trust radius is scipy's (default 1 for 'trf', 'jac' for 'lm'); the
   damping is Marquardt's, lambda diag(J^T J), unless an array ``x_scale`` is given (then
   lambda diag(1 / x_scale^2), the variables x / x_scale) or ``damping`` says otherwise.
@@ -58,6 +61,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import OptimizeResult
+from scipy.sparse.linalg import LinearOperator
 
 from sparselm.linalg.auto import DENSE_MAX_COLUMNS
 from sparselm.linalg.base import LinearSolverOptions
@@ -71,9 +75,9 @@ from sparselm.lm.step_control import Box, ScaledStepControl
 from sparselm.lm.summary import Summary
 from sparselm.lm.termination import TERMINATION_MESSAGES, ScipyTermination
 from sparselm.scipy_api import arguments
-from sparselm.scipy_api.arguments import LSMR_REFUSED
-from sparselm.scipy_api.evaluator import MatrixEvaluator, callable_loss_terms, scipy_jacobian
+from sparselm.scipy_api.evaluator import MatrixEvaluator, OperatorEvaluator, callable_loss_terms, scipy_jacobian
 from sparselm.scipy_api.jacobian import FiniteDifferenceJacobian, sparsity_pattern
+from sparselm.scipy_api.lsmr_step import LsmrStep
 from sparselm.scipy_api.objective import POINT, VectorObjective
 from sparselm.scipy_api.weighting import whitening_operator
 from sparselm.util import threads
@@ -122,29 +126,36 @@ def _make_workers(workers):
     raise ValueError("`workers` must be None, an int or a map-like callable")
 
 
-def _callable_jacobian(jac, args, kwargs, m, n, method, tr_solver, ev, timer):
-    """jacobian_at(x, f) for a callable ``jac``, with scipy's checks of what it returns."""
+def _checked_jacobian(j, m, n, method, tr_solver):
+    """What ``jac`` returned, checked as scipy does: an array, a sparse matrix or a LinearOperator."""
+    if not (sp.issparse(j) or isinstance(j, np.ndarray) or isinstance(j, LinearOperator)):
+        j = np.asarray(j, dtype=float)
+    if isinstance(j, np.ndarray):
+        j = np.atleast_2d(j)
+    if j.shape != (m, n):
+        raise ValueError(f"The return value of `jac` has wrong shape: expected {(m, n)}, actual {j.shape}.")
+    if isinstance(j, np.ndarray):
+        return j.astype(float, copy=False)
+    if method == "lm":
+        raise ValueError("method='lm' works only with dense Jacobian matrices.")
+    if tr_solver == "exact":
+        raise ValueError("tr_solver='exact' works only with dense Jacobian matrices.")
+    if sp.issparse(j) and j.dtype != np.float64:
+        return j.astype(np.float64)
+    return j
+
+
+def _callable_jacobian(jac, args, kwargs, x0, j0, ev, timer, check):
+    """jacobian_at(x, f) for a callable ``jac`` (its value at x0, j0, is used once rather than recomputed)."""
+    first = [j0]
+
     def jacobian_at(v, fv):
         with timer.phase("jacobian"):
-            j = jac(v, *args, **kwargs)
-            if not (sp.issparse(j) or isinstance(j, np.ndarray)):
-                if hasattr(j, "matvec") and hasattr(j, "shape"):
-                    if method == "lm":
-                        raise ValueError("method='lm' works only with dense Jacobian matrices.")
-                    raise ValueError(LSMR_REFUSED)
-                j = np.asarray(j, dtype=float)
-            if isinstance(j, np.ndarray):
-                j = np.atleast_2d(j)
-            if j.shape != (m, n):
-                raise ValueError(f"The return value of `jac` has wrong shape: expected {(m, n)}, actual {j.shape}.")
-            if sp.issparse(j):
-                if method == "lm":
-                    raise ValueError("method='lm' works only with dense Jacobian matrices.")
-                if tr_solver == "exact":
-                    raise ValueError("tr_solver='exact' works only with dense Jacobian matrices.")
-                j = j.astype(np.float64) if j.dtype != np.float64 else j
+            if first[0] is not None and np.array_equal(v, x0):
+                j = first[0]
             else:
-                j = j.astype(float, copy=False)
+                j = check(jac(v, *args, **kwargs))
+            first[0] = None
             ev.absorb(j)
     return jacobian_at
 
@@ -218,7 +229,19 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
     if method == "lm" and m < n:
         raise ValueError("Method 'lm' doesn't work when the number of residuals is less than the number of variables.")
     whitening = whitening_operator(sigma, m)
-    ev = MatrixEvaluator(m, n, loss, f_scale, whitening, timer)
+    j0 = None
+    if callable(jac):
+        def check(j):
+            return _checked_jacobian(j, m, n, method, tr_solver)
+        with timer.phase("jacobian"):
+            j0 = check(jac(x, *args, **(kwargs or {})))
+    operator = isinstance(j0, LinearOperator)
+    if operator and isinstance(scale, str):
+        raise ValueError("x_scale='jac' can't be used when `jac` returns LinearOperator.")
+    use_lsmr = operator or tr_solver == "lsmr" or (bool(tr_options) and tr_solver is None)
+    if operator:  # no column norms: the damping follows x_scale (1 by default), as the trust radius
+        damping_used, fixed_diagonal = "marquardt", 1.0 / scale ** 2
+    ev = (OperatorEvaluator if operator else MatrixEvaluator)(m, n, loss, f_scale, whitening, timer)
     if callable(loss):
         callable_loss_terms(loss, f_scale, f)  # shape check up front, as scipy
     finite_differences = not callable(jac)
@@ -233,8 +256,8 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
         if not finite_differences:
             if workers is not None:
                 raise ValueError("`workers` is used for finite-difference Jacobians only; `jac` is a callable here")
-            jacobian_at = _callable_jacobian(jac, args, kwargs, m, n, method, tr_solver, ev, timer)
-            if jac_sparsity is not None:
+            jacobian_at = _callable_jacobian(jac, args, kwargs, x, j0, ev, timer, check)
+            if jac_sparsity is not None and not operator:
                 # A callable's pattern is its own; jac_sparsity seeds the fixed pattern (entries that are
                 # zero at x0 but not later then cost no rebuild).
                 seed = sparsity_pattern(jac_sparsity, m, n)
@@ -300,7 +323,11 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
 
         options.callbacks.append(on_iteration)
         lin_opts = LinearSolverOptions(ordering=ordering, factorization=factorization)
-        ls = registry.get(solver_name).general(ev, timer, lin_opts)
+        if use_lsmr:
+            solver_name = "lsmr"
+            ls = LsmrStep(ev, timer, tr_options)
+        else:
+            ls = registry.get(solver_name).general(ev, timer, lin_opts)
         summary = Summary()
         summary.options_given = {"method": method, "ftol": ftol, "xtol": xtol, "gtol": gtol,
                                  "x_scale": x_scale if x_scale is None or isinstance(x_scale, str) else "array",

@@ -15,10 +15,7 @@ def test_method_and_tr_solver():
         a.check_method("newton", None, None)
     with pytest.raises(ValueError, match="`tr_solver` must be"):
         a.check_method("trf", "best", None)
-    with pytest.raises(ValueError, match="lsmr.*not supported.*linear_solver"):
-        a.check_method("trf", "lsmr", None)
-    with pytest.raises(ValueError, match="`tr_options` configure lsmr"):
-        a.check_method("trf", None, {"atol": 1e-3})
+    a.check_method("trf", "lsmr", {"atol": 1e-3})
     a.check_method("lm", "exact", None)
 
 

@@ -176,3 +176,22 @@ def test_finite_differences_at_the_bounds_stay_inside_and_are_accurate():
         fd = FiniteDifferenceJacobian(fun, pattern, method, None, PhaseTimer(), bounds=(lb, ub))
         data = fd(x, fun(x))
         np.testing.assert_allclose(data.reshape(3, 3).T, exact, atol=tol * 12)
+
+
+@pytest.mark.parametrize("mode", ["operator", "sparse"])
+def test_lsmr_steps_for_operators_and_on_request(mode):
+    """tr_solver='lsmr' (a LinearOperator Jacobian implies it): same minimum as the Cholesky steps and as
+    scipy, with bounds too, J^T J never formed."""
+    from scipy.sparse.linalg import aslinearoperator
+
+    n = 2000
+    jac = (lambda x: aslinearoperator(broyden_jac(x))) if mode == "operator" else broyden_jac
+    kw = dict(tr_solver="lsmr") if mode == "sparse" else {}
+    tight = dict(ftol=1e-12, xtol=1e-12, gtol=1e-12)
+    res = least_squares(broyden, -np.ones(n), jac, **kw, **tight)
+    assert res.summary.linear_solver["name"] == "lsmr" and res.success and res.cost < 1e-20
+    bounds = (np.full(n, -10.0), np.full(n, -0.45))
+    res = least_squares(broyden, -np.ones(n), jac, bounds, **kw, **tight)
+    ref = scipy.optimize.least_squares(broyden, -np.ones(n), broyden_jac, bounds, **tight)
+    assert res.success and res.cost == pytest.approx(ref.cost, rel=1e-8)
+    assert np.all(res.x <= -0.45)

@@ -17,18 +17,9 @@ import pytest
 import sparselm
 import scipy.optimize.tests.test_least_squares as upstream
 
-LSMR = "tr_solver='lsmr' / LinearOperator Jacobians are refused: sparselm forms J^T J and solves by Cholesky"
 
 #: (class name or None for module-level tests, test name) -> (reason, exception the refusal raises)
 REFUSED = {
-    ("TestTRF", "test_rosenbrock"): (LSMR, ValueError),
-    ("TestTRF", "test_rosenbrock_cropped"): (LSMR, ValueError),
-    ("TestTRF", "test_rosenbrock_bounds"): (LSMR, ValueError),
-    ("TestTRF", "test_tr_options"): (LSMR, ValueError),
-    ("TestTRF", "test_lsmr_regularization"): (LSMR, ValueError),
-    ("TestTRF", "test_linear_operator"): (LSMR, ValueError),
-    ("TestTRF", "test_wrong_parameters"): (LSMR, ValueError),
-    ("TestLM", "test_rosenbrock"): (LSMR, ValueError),
     (None, "test_callback"): ("method='dogbox' is refused (use the default method='trf')", ValueError),
 }
 
