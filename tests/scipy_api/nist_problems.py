@@ -5,7 +5,10 @@ points ('Start 1' far, 'Start 2' near) and certified parameter values. The files
 NIST's layout for the parts a solver needs: the model line, the table of starting and certified
 values (``b1 = start1 start2 certified [sd]``), optionally the certified residual sum of squares,
 and the data block after the last line that starts with ``Data:`` (response first, then the
-predictors). The reader accepts NIST's complete files too.
+predictors); NIST's prose header is left out. The reader accepts NIST's complete files too. The
+values were transcribed from public copies of NIST's files (Ceres Solver keeps them in data/nist);
+test_nist.py checks every file against NIST's certified residual sum of squares at the certified
+parameters, which a wrong data value would break.
 
 Each model is the NIST formula y = f(x; b) with its analytic Jacobian df/db; the residual is
 f(x; b) - y (for Nelson, whose model is for log y: f - log y). Accuracy is measured as NIST's log
