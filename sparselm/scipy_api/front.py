@@ -75,6 +75,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import OptimizeResult
 
+from sparselm.covariance.matrix import jacobian_covariance
 from sparselm.linalg.auto import DENSE_MAX_COLUMNS
 from sparselm.linalg.base import LinearSolverOptions
 from sparselm.linalg.cholmod import MODES, ORDERINGS
@@ -205,7 +206,7 @@ def least_squares(fun, x0, jac="2-point", *, bounds=(-np.inf, np.inf), method="t
                   gtol=1e-8, x_scale=None, loss="linear", f_scale=1.0, diff_step=None, tr_solver=None,
                   tr_options=None, jac_sparsity=None, max_nfev=None, verbose=0, args=(), kwargs=None,
                   callback=None, workers=None, sigma=None, linear_solver="auto", damping=None, ordering="amd",
-                  factorization="auto",
+                  factorization="auto", return_covariance=False,
                   **unsupported):
     """Solve min_x 1/2 sum rho(f_i(x)^2) like ``scipy.optimize.least_squares``, with sparselm's LM.
 
@@ -218,6 +219,9 @@ def least_squares(fun, x0, jac="2-point", *, bounds=(-np.inf, np.inf), method="t
                    'levenberg' = x_scale 1, 'gauss_newton' = no damping).
     ordering       CHOLMOD fill-reducing ordering ('amd', 'metis', 'nesdis', 'colamd', 'natural', ...).
     factorization  CHOLMOD method: 'auto' (its own choice), 'simplicial' or 'supernodal'.
+    return_covariance  also return ``cov_x`` = (J^T J)^-1 at the solution (the Moore-Penrose inverse if
+                   singular; NaN for unused parameters), on the pattern of J^T J: dense when ``jac`` is,
+                   else sparse. Like scipy's leastsq cov_x, multiply by 2 cost / (m - n) for pcov.
 
     Returns a ``scipy.optimize.OptimizeResult`` with scipy's fields (x, cost, fun, jac, grad,
     optimality, active_mask, nfev, njev, status, message, success) plus ``nit`` (accepted steps)
@@ -394,6 +398,9 @@ def least_squares(fun, x0, jac="2-point", *, bounds=(-np.inf, np.inf), method="t
         result = OptimizeResult(x=x, cost=float(cost), fun=f, jac=ev.jacobian_matrix(), grad=ev.gradient.copy(),
                                 optimality=g_norm, active_mask=np.zeros_like(x), nfev=nfev, njev=njev,
                                 status=status, message=message, success=status > 0, nit=nit, summary=summary)
+        if return_covariance:
+            cov_x = jacobian_covariance(result.jac)
+            result.cov_x = cov_x if sp.issparse(result.jac) else cov_x.toarray()
         if verbose >= 1:
             print(message, flush=True)
             print(f"Function evaluations {nfev}, initial cost {summary.initial_cost:.4e}, final cost {cost:.4e}, "

@@ -12,7 +12,8 @@ from sparselm.covariance import CovarianceError, GaugeError, UndefinedCovariance
 
 def test_gauge_free_ba_is_the_pseudo_inverse(reference):
     problem, summary = reference.solved_ba()
-    cov = covariance(problem, summary, blocks=["cameras", "points"])
+    cov = sparselm.covariance(problem, summary, blocks=["cameras", "points"])  # the public, callable package
+    assert isinstance(cov, sparselm.Covariance)
     assert cov.gauge["mode"] == "pinv" and cov.gauge["null_space_dimension"] == 7  # the similarity
     jac, layout = reference.dense_jacobian(problem)
     ref = reference.pinv_normal(jac)
