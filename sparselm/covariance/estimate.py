@@ -35,7 +35,7 @@ the estimate of an unknown residual variance (scipy's curve_fit does the same fo
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -51,6 +51,8 @@ from sparselm.lm.summary import NORMAL_ENDS
 from sparselm.util.timing import PhaseTimer
 
 GAUGE_MODES = ("pinv", "fix")
+DENSE_INVERSE_MAX_COLUMNS = 2000  # a reduced matrix this small and this filled is inverted by column solves
+DENSE_INVERSE_FILL = 0.3          # (see sparselm.covariance.selected_inverse)
 
 
 class CovarianceError(ValueError):
@@ -209,7 +211,11 @@ def covariance(problem: Problem, summary=None, blocks=None, pairs: Sequence = ()
         zeroed = pinned | info.held_columns[:n_kept]
     with timer.phase("covariance_selected_inversion"):
         lower_factor, permutation = factor.lower_factor()
-        selected = SelectedInverse(lower_factor, permutation)
+        n_f = lower_factor.shape[0]
+        if n_f <= DENSE_INVERSE_MAX_COLUMNS and lower_factor.nnz >= DENSE_INVERSE_FILL * n_f * (n_f + 1) / 2:
+            selected = SelectedInverse.from_dense(np.asarray(factor.solve(np.eye(n_f))))
+        else:
+            selected = SelectedInverse(lower_factor, permutation)
     inverse = GaugeFixedInverse(info, factor, zeroed)
     with timer.phase("covariance_gauge"):
         null_full = np.zeros((layout.n_columns, 0))

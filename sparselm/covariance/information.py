@@ -37,37 +37,43 @@ from sparselm.linalg.schur.direct import SchurSolver
 from sparselm.linalg.schur.structure import schur_applicable
 from sparselm.util.timing import PhaseTimer
 
+PRIVATE_S_BYTES = 512 * 2**20  # cap on the per-thread copies of S's values in the elimination
 
-@numba.njit(cache=True)
-def _subtract_eliminated(cells_of_e, cell_f, pair_start, pair_target, w, v_pinv, colptr, target_col, target_within,
-                         target_diag, block_size, y, s_values):
-    """S -= W V^+ W^T, point by point: Y_a = W_a V_p^+ for p's cells, then every pair a >= b."""
+
+@numba.njit(parallel=True, cache=True)
+def _eliminated_products(chunks, cells_of_e, cell_f, pair_start, pair_target, w, v_pinv, colptr, target_col,
+                         target_within, target_diag, block_size, y, private):
+    """private[chunk] += W V^+ W^T of the chunk's points (chunks of points, one per thread, so that
+    no two threads write one S entry): Y_a = W_a V_p^+ for p's cells, then every pair a >= b."""
     ke = w.shape[2]
-    for p in range(cells_of_e.shape[0] - 1):
-        c0 = cells_of_e[p]
-        n_cells = cells_of_e[p + 1] - c0
-        for i in range(n_cells):
-            for r in range(w.shape[1]):
-                for x in range(ke):
-                    t = 0.0
-                    for z in range(ke):
-                        t += w[c0 + i, r, z] * v_pinv[p, z, x]
-                    y[i, r, x] = t
-        q = pair_start[p]
-        for i in range(n_cells):
-            ka = block_size[cell_f[c0 + i]]
-            for j in range(i + 1):
-                kb = block_size[cell_f[c0 + j]]
-                t_id = pair_target[q]
-                q += 1
-                for cc in range(kb):
-                    base = colptr[target_col[t_id] + cc] + target_within[t_id] - cc
-                    start = cc if target_diag[t_id] else 0
-                    for rr in range(start, ka):
+    for ch in numba.prange(chunks.shape[0] - 1):
+        out = private[ch]
+        yc = y[ch]
+        for p in range(chunks[ch], chunks[ch + 1]):
+            c0 = cells_of_e[p]
+            n_cells = cells_of_e[p + 1] - c0
+            for i in range(n_cells):
+                for r in range(w.shape[1]):
+                    for x in range(ke):
                         t = 0.0
-                        for x in range(ke):
-                            t += y[i, rr, x] * w[c0 + j, cc, x]
-                        s_values[base + rr] -= t
+                        for z in range(ke):
+                            t += w[c0 + i, r, z] * v_pinv[p, z, x]
+                        yc[i, r, x] = t
+            q = pair_start[p]
+            for i in range(n_cells):
+                ka = block_size[cell_f[c0 + i]]
+                for j in range(i + 1):
+                    kb = block_size[cell_f[c0 + j]]
+                    t_id = pair_target[q]
+                    q += 1
+                    for cc in range(kb):
+                        base = colptr[target_col[t_id] + cc] + target_within[t_id] - cc
+                        start = cc if target_diag[t_id] else 0
+                        for rr in range(start, ka):
+                            t = 0.0
+                            for x in range(ke):
+                                t += yc[i, rr, x] * w[c0 + j, cc, x]
+                            out[base + rr] += t
 
 
 @numba.njit(cache=True)
@@ -178,11 +184,10 @@ class Information:
         self.local_null_dimension = 0
         self.schur = None
         with timer.phase("covariance_linearization"):
+            self.cost = evaluator.linearize(values, gradient=False)
             if schur_applicable(layout):
-                self.cost = evaluator.linearize(values, gradient=False)
                 self._build_schur(evaluator, timer)
             else:
-                self.cost = evaluator.linearize(values, gradient=False)
                 self._build_normal(evaluator)
 
     # -- the two forms ------------------------------------------------------------------------
@@ -214,9 +219,14 @@ class Information:
         u_values = solver.u_values
         s_values = u_values.copy()
         p = st.pattern
-        y = np.zeros((max(st.max_cells, 1), solver.w.shape[1], ke))
-        _subtract_eliminated(st.cells_of_e, st.cell_f, st.pair_start, st.pair_target, solver.w, self.v_pinv, p.colptr,
-                             p.target_col, p.target_within, p.target_diag, lay.block_size, y, s_values)
+        n_chunks = max(1, min(numba.get_num_threads(), PRIVATE_S_BYTES // max(8 * p.nnz, 1), st.n_e_blocks))
+        chunks = np.searchsorted(st.pair_start, np.linspace(0, st.pair_start[-1], n_chunks + 1)).astype(np.int64)
+        chunks[0], chunks[-1] = 0, st.n_e_blocks
+        y = np.zeros((n_chunks, max(st.max_cells, 1), solver.w.shape[1], ke))
+        private = np.zeros((n_chunks, p.nnz))
+        _eliminated_products(chunks, st.cells_of_e, st.cell_f, st.pair_start, st.pair_target, solver.w, self.v_pinv,
+                             p.colptr, p.target_col, p.target_within, p.target_diag, lay.block_size, y, private)
+        s_values -= private.sum(axis=0)
         self._finish(p, s_values, u_values)
 
     def _finish(self, pattern, values: np.ndarray, own_values: np.ndarray) -> None:

@@ -15,7 +15,10 @@ So the selected inverse costs about as much as the factorization and needs only 
 never the dense n x n inverse. It contains every entry of A^-1 whose position is nonzero in A
 (and in the fill), in particular all diagonal blocks and all blocks of A's block pattern.
 
-:func:`takahashi` checks the closure it relies on and refuses a pattern that lacks it.
+The recurrences check the closure they rely on and refuse a pattern that lacks it. For a small,
+nearly dense factor, solving for all n columns with BLAS is faster than the scalar recurrences
+(measured: problem-49-7776-pre's 441 x 441 reduced camera matrix, 0.03 s against 0.10 s);
+:meth:`SelectedInverse.from_dense` stores such an inverse in the same form.
 """
 from __future__ import annotations
 
@@ -118,6 +121,19 @@ class SelectedInverse:
         if failed >= 0:
             raise PatternNotClosedError(f"selected inversion: column {failed} of the Cholesky factor has a row "
                                         "pattern that is not closed under elimination")
+
+    @classmethod
+    def from_dense(cls, inverse: np.ndarray) -> "SelectedInverse":
+        """All of a (small) inverse computed densely, stored in the same lower-CSC form (natural order)."""
+        n = inverse.shape[0]
+        obj = cls.__new__(cls)
+        counts = n - np.arange(n, dtype=np.int64)
+        obj.colptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        obj.rowind = np.concatenate([np.arange(j, n, dtype=np.int64) for j in range(n)]) if n else np.zeros(0, np.int64)
+        cols = np.repeat(np.arange(n, dtype=np.int64), counts)
+        obj.values = np.ascontiguousarray(0.5 * (inverse[obj.rowind, cols] + inverse[cols, obj.rowind]))
+        obj.inverse_perm = np.arange(n, dtype=np.int64)
+        return obj
 
     def gather(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """(t, ka, kb) blocks Z[rows[t], cols[t]]; rows (t, ka), cols (t, kb) int64, -1 for padding

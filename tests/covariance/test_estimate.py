@@ -10,7 +10,10 @@ from sparselm import models
 from sparselm.covariance import CovarianceError, GaugeError, UndefinedCovarianceError, covariance
 
 
-def test_gauge_free_ba_is_the_pseudo_inverse(reference):
+@pytest.mark.parametrize("inversion", ["takahashi", "dense_solves"])
+def test_gauge_free_ba_is_the_pseudo_inverse(reference, monkeypatch, inversion):
+    from sparselm.covariance import estimate
+    monkeypatch.setattr(estimate, "DENSE_INVERSE_MAX_COLUMNS", 0 if inversion == "takahashi" else 10**6)
     problem, summary = reference.solved_ba()
     cov = sparselm.covariance(problem, summary, blocks=["cameras", "points"])  # the public, callable package
     assert isinstance(cov, sparselm.Covariance)
@@ -128,7 +131,9 @@ def test_point_seen_by_one_camera_is_undefined_and_harms_nothing(reference):
 
 
 @pytest.mark.parametrize("prior", [False, True])
-def test_chain_without_and_with_prior(reference, prior):
+def test_chain_without_and_with_prior(reference, monkeypatch, prior):
+    from sparselm.covariance import estimate
+    monkeypatch.setattr(estimate, "DENSE_INVERSE_MAX_COLUMNS", 0)  # the selected inversion, whatever the fill
     problem, summary = reference.chain_2d(prior=prior)
     cov = covariance(problem, summary, pairs=[(("poses", 0), ("poses", 7))])
     assert cov.gauge["null_space_dimension"] == (0 if prior else 2)
