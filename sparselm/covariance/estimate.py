@@ -113,6 +113,7 @@ class GaugeFixedInverse:
     """Applies G (the gauge-fixed inverse of H, see the module docstring) to full vectors."""
 
     def __init__(self, info: Information, factor: CholmodFactor, zeroed: np.ndarray):
+        """zeroed: kept columns whose rows and columns of G are zero (held constant or gauge-fixed)."""
         self.info, self.factor, self.zeroed = info, factor, zeroed
 
     def apply(self, x: np.ndarray) -> np.ndarray:
@@ -199,66 +200,82 @@ def covariance(problem: Problem, summary=None, blocks=None, pairs: Sequence = ()
     requests = parse_blocks(problem, blocks)
     pair_keys = [(_block_key(problem, a), _block_key(problem, b)) for a, b in pairs]
     info = Information(problem, layout, timer, rank_tolerance)
-    n_kept = info.n_kept_columns
     with timer.phase("covariance_gauge"):
         fixed, basis, mode = _gauge_columns(problem, layout, info, gauge, null_tolerance, ordering)
+    inverse, selected = _gauge_fixed_inverse(info, fixed, ordering, timer)
+    with timer.phase("covariance_gauge"):
+        correction = _pinv_correction(info, inverse, basis if mode == "pinv" else basis[:, :0])
+    with timer.phase("covariance_blocks"):
+        matrices, undefined = {}, {}
+        for group, idx in requests.items():
+            matrices[group], undefined[group] = _group_blocks(problem, layout, info, selected, inverse.zeroed,
+                                                              correction, group, idx)
+    with timer.phase("covariance_pairs"):
+        cross = _pairs(problem, layout, info, inverse, correction, pair_keys)
+    rank = int((~info.held_columns).sum()) - basis.shape[1] - info.local_null_dimension
+    scale = _residual_variance(info, rank) if residual_variance else 1.0
+    for m in list(matrices.values()) + list(cross.values()):
+        m *= scale
+    _refuse_single_undefined(requests, undefined, pair_keys)
+    warning = None
+    if summary is not None and getattr(summary, "termination", None) not in NORMAL_ENDS:
+        warning = (f"the solve ended with {summary.termination!r}: the covariance describes that point, which is "
+                   "not a minimum")
+    group_of, index_of = _owners(layout)
+    owner = np.searchsorted(layout.block_col, fixed, side="right") - 1
+    fixed_named = [(str(group_of[b]), int(index_of[b]), int(c - layout.block_col[b])) for c, b in zip(fixed, owner)]
+    gauge_info = {"mode": mode, "null_space_dimension": int(basis.shape[1]), "fixed_coordinates": fixed_named,
+                  "rank": rank}
+    return Covariance(matrices, requests, undefined, cross, gauge_info, scale, time.perf_counter() - start,
+                      dict(timer.seconds), warning)
+
+
+def _gauge_fixed_inverse(info: Information, fixed: np.ndarray, ordering: str, timer: PhaseTimer):
+    """Factor M with the ``fixed`` columns pinned; (G as an operator, Z = M_C^-1 on the factor's pattern)."""
     with timer.phase("covariance_factorization"):
         lower, pinned = pin_coordinates(info.matrix, fixed)
         factor = CholmodFactor(lower, ordering)
         if not factor.factorize(lower):
             raise CovarianceError("the information matrix with the gauge fixed is not positive definite: a rank "
                                   "deficiency beyond the gauge (try a larger null_tolerance)")
-        zeroed = pinned | info.held_columns[:n_kept]
     with timer.phase("covariance_selected_inversion"):
         lower_factor, permutation = factor.lower_factor()
-        n_f = lower_factor.shape[0]
-        if n_f <= DENSE_INVERSE_MAX_COLUMNS and lower_factor.nnz >= DENSE_INVERSE_FILL * n_f * (n_f + 1) / 2:
-            selected = SelectedInverse.from_dense(np.asarray(factor.solve(np.eye(n_f))))
+        n = lower_factor.shape[0]
+        if n <= DENSE_INVERSE_MAX_COLUMNS and lower_factor.nnz >= DENSE_INVERSE_FILL * n * (n + 1) / 2:
+            selected = SelectedInverse.from_dense(np.asarray(factor.solve(np.eye(n))))
         else:
             selected = SelectedInverse(lower_factor, permutation)
-    inverse = GaugeFixedInverse(info, factor, zeroed)
-    with timer.phase("covariance_gauge"):
-        null_full = np.zeros((layout.n_columns, 0))
-        if mode == "pinv" and basis.shape[1]:
-            null_full, _ = np.linalg.qr(info.extend(basis, np.zeros((layout.n_columns, basis.shape[1]))))
-        g_null = inverse.apply(null_full) if null_full.shape[1] else null_full
-        k_null = null_full.T @ g_null
-    group_of, index_of = _owners(layout)
-    correction = (null_full, g_null, k_null)
-    with timer.phase("covariance_blocks"):
-        matrices, undefined = {}, {}
-        for group, idx in requests.items():
-            matrices[group], undefined[group] = _group_blocks(problem, layout, info, selected, zeroed, correction,
-                                                              group, idx)
-    with timer.phase("covariance_pairs"):
-        cross = _pairs(problem, layout, info, inverse, correction, pair_keys)
-    scale = 1.0
-    rank = int((~info.held_columns).sum()) - basis.shape[1] - info.local_null_dimension
-    if residual_variance:
-        dof = info.n_residuals - rank
-        if dof <= 0:
-            raise CovarianceError(f"residual_variance needs more residuals than parameters: m = {info.n_residuals}, "
-                                  f"rank = {rank}")
-        scale = 2.0 * info.cost / dof
-        for m in list(matrices.values()) + list(cross.values()):
-            m *= scale
-    n_asked = sum(int(i.size) for i in requests.values())
-    if n_asked == 1 and not pair_keys:
-        group = next(g for g, i in requests.items() if i.size)
-        why = undefined[group].get(int(requests[group][0]))
-        if why is not None:
-            raise UndefinedCovarianceError(f"block {int(requests[group][0])} of {group!r}: covariance not defined: {why}")
-    warning = None
-    if summary is not None and getattr(summary, "termination", None) not in NORMAL_ENDS:
-        warning = (f"the solve ended with {summary.termination!r}: the covariance describes that point, which is "
-                   "not a minimum")
-    fixed_named = [(str(group_of[b]), int(index_of[b]), int(c - layout.block_col[b]))
-                   for c in fixed for b in [int(np.searchsorted(layout.block_col, c, side="right") - 1)]]
-    gauge_info = {"mode": mode, "null_space_dimension": int(basis.shape[1]), "fixed_coordinates": fixed_named,
-                  "rank": rank}
-    phases = {k: v for k, v in timer.seconds.items()}
-    return Covariance(matrices, requests, undefined, cross, gauge_info, scale, time.perf_counter() - start, phases,
-                      warning)
+    return GaugeFixedInverse(info, factor, pinned | info.held_columns[:info.n_kept_columns]), selected
+
+
+def _pinv_correction(info: Information, inverse: GaugeFixedInverse, basis: np.ndarray):
+    """(N, Y = G N, K = N^T Y) for H^+ = P G P, N the null basis lifted to all columns (d may be 0)."""
+    n = info.layout.n_columns
+    if basis.shape[1] == 0:
+        return np.zeros((n, 0)), np.zeros((n, 0)), np.zeros((0, 0))
+    null_full, _ = np.linalg.qr(info.extend(basis, np.zeros((n, basis.shape[1]))))
+    g_null = inverse.apply(null_full)
+    return null_full, g_null, null_full.T @ g_null
+
+
+def _residual_variance(info: Information, rank: int) -> float:
+    """s^2 = 2 cost / (m - rank)."""
+    dof = info.n_residuals - rank
+    if dof <= 0:
+        raise CovarianceError(f"residual_variance needs more residuals than parameters: m = {info.n_residuals}, "
+                              f"rank = {rank}")
+    return 2.0 * info.cost / dof
+
+
+def _refuse_single_undefined(requests, undefined, pair_keys) -> None:
+    """Raise UndefinedCovarianceError when exactly one block was asked for and it is undefined."""
+    if pair_keys or sum(int(i.size) for i in requests.values()) != 1:
+        return
+    group = next(g for g, i in requests.items() if i.size)
+    index = int(requests[group][0])
+    why = undefined[group].get(index)
+    if why is not None:
+        raise UndefinedCovarianceError(f"block {index} of {group!r}: covariance not defined: {why}")
 
 
 def _group_blocks(problem, layout, info, selected, zeroed, correction, group, idx):
