@@ -36,6 +36,9 @@ class Minimizer:
         self.options = options
         self.strategy = LevenbergMarquardtStrategy(options, evaluator.layout.constant_columns)
         self.out = out or (lambda line: print(line, flush=True))
+        #: the best point after :meth:`run` (also when it ended with an exception inside the loop);
+        #: None before the loop started (e.g. a non-finite residual at the starting point)
+        self.best_values: Optional[Dict[str, np.ndarray]] = None
 
     def _free_norm(self, values: Dict[str, np.ndarray]) -> float:
         total = 0.0
@@ -45,7 +48,8 @@ class Minimizer:
         return math.sqrt(total)
 
     def run(self, values: Dict[str, np.ndarray], summary: Summary, start_time: float) -> None:
-        """Minimise from ``values`` (updated in place to the best point); records go to ``summary``."""
+        """Minimise from ``values``; records go to ``summary``, the best point to :attr:`best_values` (the
+        dict may be the trial buffers after swaps)."""
         ev, ls, o, tr = self.evaluator, self.linear_solver, self.options, self.strategy
         trial = {k: np.empty_like(v) for k, v in values.items()}
         cost = self._linearize(values)
@@ -140,7 +144,7 @@ class Minimizer:
         except KeyboardInterrupt:
             return self._stop(summary, "interrupted", "Interrupted by the user (Ctrl-C); the best point so far is kept.")
         finally:
-            self._values_out = values
+            self.best_values = values
 
     def _linearize(self, values) -> float:
         cost = self.evaluator.linearize(values, gradient=not self.linear_solver.provides_gradient)
@@ -163,10 +167,6 @@ class Minimizer:
     @staticmethod
     def _swap(a, b):
         return b, a
-
-    def result_values(self) -> Dict[str, np.ndarray]:
-        """The best point (the dict may be the trial buffers after swaps)."""
-        return self._values_out
 
     def _record(self, summary: Summary, rec: IterationRecord) -> None:
         summary.iterations.append(rec)
