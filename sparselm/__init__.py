@@ -19,8 +19,7 @@ _set_thread_defaults()
 from sparselm.bal.camera import BAL_REPROJECTION  # noqa: E402
 from sparselm.core.evaluator import NonFiniteError  # noqa: E402
 from sparselm.core.problem import Problem  # noqa: E402
-from sparselm import covariance  # noqa: E402  (a callable package: sparselm.covariance(problem, ...))
-from sparselm.covariance import Covariance  # noqa: E402
+from sparselm.covariance import Covariance, covariance  # noqa: E402  (the function: sparselm.covariance(problem, ...))
 from sparselm.lm.memory import InsufficientMemoryError  # noqa: E402
 from sparselm.lm.options import SolverOptions  # noqa: E402
 from sparselm.lm.solve import solve  # noqa: E402

@@ -15,7 +15,7 @@ def test_gauge_free_ba_is_the_pseudo_inverse(reference, monkeypatch, inversion):
     from sparselm.covariance import estimate
     monkeypatch.setattr(estimate, "DENSE_INVERSE_MAX_COLUMNS", 0 if inversion == "takahashi" else 10**6)
     problem, summary = reference.solved_ba()
-    cov = sparselm.covariance(problem, summary, blocks=["cameras", "points"])  # the public, callable package
+    cov = sparselm.covariance(problem, summary, blocks=["cameras", "points"])  # the public function
     assert isinstance(cov, sparselm.Covariance)
     assert cov.gauge["mode"] == "pinv" and cov.gauge["null_space_dimension"] == 7  # the similarity
     jac, layout = reference.dense_jacobian(problem)
