@@ -101,3 +101,29 @@ def reference():
     from types import SimpleNamespace
     return SimpleNamespace(dense_jacobian=dense_jacobian, columns=columns, pinv_normal=pinv_normal,
                            assert_blocks_match=assert_blocks_match, solved_ba=solved_ba, chain_2d=chain_2d)
+
+
+def sparse_normal_matrix(problem):
+    """J^T J (scipy CSC, free columns) from the evaluator's Jacobian, assembled independently of the
+    library's normal-matrix and Schur code; and the layout."""
+    import scipy.sparse as sp
+
+    layout = build_layout(problem)
+    ev = Evaluator(problem, layout, PhaseTimer())
+    ev.linearize({n: g.values for n, g in problem.parameter_groups.items()})
+    blocks, row0 = [], 0
+    for rl, jac in zip(layout.residuals, ev.jacobians):
+        n, m, _ = jac.shape
+        rows, cols, vals = [], [], []
+        for j in range(rl.block.shape[1]):
+            ok = np.flatnonzero(rl.block[:, j] >= 0)
+            for c in range(rl.slot_size[j]):
+                for r in range(m):
+                    rows.append(ok * m + r)
+                    cols.append(layout.block_col[rl.block[ok, j]] + c)
+                    vals.append(jac[ok, r, rl.slot_offset[j] + c])
+        blocks.append(sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                                    shape=(n * m, layout.n_columns)))
+        row0 += n * m
+    j_all = sp.vstack(blocks).tocsr()
+    return sp.csc_matrix(j_all.T @ j_all), layout
