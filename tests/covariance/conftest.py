@@ -111,7 +111,7 @@ def sparse_normal_matrix(problem):
     layout = build_layout(problem)
     ev = Evaluator(problem, layout, PhaseTimer())
     ev.linearize({n: g.values for n, g in problem.parameter_groups.items()})
-    blocks, row0 = [], 0
+    blocks = []
     for rl, jac in zip(layout.residuals, ev.jacobians):
         n, m, _ = jac.shape
         rows, cols, vals = [], [], []
@@ -124,6 +124,5 @@ def sparse_normal_matrix(problem):
                     vals.append(jac[ok, r, rl.slot_offset[j] + c])
         blocks.append(sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                     shape=(n * m, layout.n_columns)))
-        row0 += n * m
     j_all = sp.vstack(blocks).tocsr()
     return sp.csc_matrix(j_all.T @ j_all), layout

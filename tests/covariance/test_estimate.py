@@ -179,3 +179,13 @@ def test_requests_are_validated(reference):
         covariance(problem, summary, blocks={"poses": [99]})
     with pytest.raises(CovarianceError, match="unknown gauge"):
         covariance(problem, summary, gauge="magic")
+
+
+def test_residual_variance_needs_redundancy_and_a_failed_solve_is_flagged(reference, make_single_block):
+    problem = make_single_block(models.EXPONENTIAL, [1.0, 0.5], np.array([[0.0, 1.0], [1.0, 0.6]]))
+    summary = sparselm.solve(problem, max_iterations=1)
+    with pytest.raises(CovarianceError, match="more residuals than parameters"):
+        covariance(problem, summary, residual_variance=True)
+    assert covariance(problem, summary).warning is None  # an iteration limit is a normal end
+    failed = sparselm.Summary(termination="failure")
+    assert "'failure'" in covariance(problem, failed).warning
