@@ -189,3 +189,23 @@ def test_residual_variance_needs_redundancy_and_a_failed_solve_is_flagged(refere
     assert covariance(problem, summary).warning is None  # an iteration limit is a normal end
     failed = sparselm.Summary(termination="failure")
     assert "'failure'" in covariance(problem, failed).warning
+
+
+def test_camera_with_one_observation_is_undefined_and_harms_nothing(reference):
+    from sparselm.bal import build_problem, synthetic_problem
+    bal = synthetic_problem(5, 40, observations_per_point=3.0, seed=6).initial
+    extra = bal.cameras[2].copy()  # a sixth camera, where camera 2 is, seeing one point once
+    first = int(np.flatnonzero(bal.camera_index == 2)[0])
+    bal.cameras = np.vstack([bal.cameras, extra])
+    bal.camera_index = np.append(bal.camera_index, 5)
+    bal.point_index = np.append(bal.point_index, bal.point_index[first])
+    bal.observations = np.vstack([bal.observations, bal.observations[first]])
+    problem = build_problem(bal, fix_cameras=[0, 1])
+    sparselm.solve(problem, max_iterations=50)
+    cov = covariance(problem, None, blocks=["cameras", "points"])
+    assert np.isnan(cov.block("cameras", 5)).all() and "rank 2 < 9" in cov.reason("cameras", 5)
+    jac, layout = reference.dense_jacobian(problem)
+    ref = reference.pinv_normal(jac)
+    cov.matrices["cameras"][5] = ref[np.ix_(*[reference.columns(layout, "cameras", 5)] * 2)]
+    reference.assert_blocks_match(cov, ref, layout, "cameras")
+    reference.assert_blocks_match(cov, ref, layout, "points")
