@@ -21,14 +21,16 @@ from sparselm.linalg.cholmod import CholmodFactor
 
 def jacobian_covariance(jacobian, gauge: str = "pinv", null_tolerance: float = 1e-10) -> sp.csc_matrix:
     """(J^T J)^+ (or the gauge-fixed inverse) on the pattern of J^T J, as a symmetric CSC matrix (n, n)."""
+    if gauge not in ("pinv", "fix"):
+        raise ValueError(f"gauge must be 'pinv' or 'fix', got {gauge!r}")
     jac = sp.csr_matrix(jacobian, dtype=np.float64)
     normal = sp.csc_matrix(jac.T @ jac)
-    normal.sort_indices()
     n = normal.shape[0]
     unused = normal.diagonal() == 0.0
     normal = sp.csc_matrix(normal + sp.diags(unused.astype(float)))  # a diagonal entry in every column
     normal.sort_indices()
     lower = sp.csc_matrix(sp.tril(normal))
+    lower.sort_indices()  # the diagonal first in every column (pin_coordinates relies on it)
     basis = null_space(lower, null_tolerance)
     fixed = fixing_coordinates(basis, ~unused)
     pinned, _ = pin_coordinates(lower, fixed)
@@ -51,7 +53,5 @@ def jacobian_covariance(jacobian, gauge: str = "pinv", null_tolerance: float = 1
         k = basis.T @ g_basis
         values += (-np.einsum("td,td->t", basis[rows], g_basis[cols]) - np.einsum("td,td->t", g_basis[rows], basis[cols])
                    + np.einsum("td,de,te->t", basis[rows], k, basis[cols]))
-    elif gauge not in ("pinv", "fix"):
-        raise ValueError(f"gauge must be 'pinv' or 'fix', got {gauge!r}")
     values[unused[rows] | unused[cols]] = np.nan
     return sp.csc_matrix((values, normal.indices, normal.indptr), shape=(n, n))
