@@ -55,3 +55,13 @@ def test_left_jacobian_is_the_derivative_of_the_rotation():
     dw = 1e-6 * np.array([1.0, 2.0, -0.5])
     lhs = Rotation.from_rotvec(w + dw) * Rotation.from_rotvec(w).inv()
     assert np.allclose(lhs.as_rotvec(), left_jacobian(w) @ dw, rtol=1e-5, atol=1e-14)
+
+
+def test_gauge_free_covariance_where_pycolmap_returns_none(video7_dir):
+    assert pycolmap_covariance(video7_dir, []) is None  # "Schur complement ... rank deficient" (undamped)
+    problem = build_problem(read_model(video7_dir))
+    cov = sparselm.covariance(problem.problem, None, blocks=[g for g, _ in problem.pose_groups])
+    assert cov.gauge["null_space_dimension"] == 7  # the similarity of the world
+    poses = np.stack(list(cam_cov_from_world(problem, cov).values()))
+    assert poses.shape == (7, 6, 6) and np.isfinite(poses).all()
+    assert (np.linalg.eigvalsh(poses) > 0).all()
