@@ -63,6 +63,7 @@ import scipy.sparse as sp
 from scipy.optimize import OptimizeResult
 from scipy.sparse.linalg import LinearOperator
 
+from sparselm.covariance.matrix import jacobian_covariance
 from sparselm.linalg.auto import DENSE_MAX_COLUMNS
 from sparselm.linalg.base import LinearSolverOptions
 from sparselm.linalg.cholmod import MODES, ORDERINGS
@@ -163,7 +164,8 @@ def _callable_jacobian(jac, args, kwargs, x0, j0, ev, timer, check):
 def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf", ftol=1e-8, xtol=1e-8, gtol=1e-8,
                   x_scale=None, loss="linear", f_scale=1.0, diff_step=None, tr_solver=None, tr_options=None,
                   jac_sparsity=None, max_nfev=None, verbose=0, args=(), kwargs=None, callback=None, workers=None, *,
-                  sigma=None, linear_solver="auto", damping=None, ordering="amd", factorization="auto", **unsupported):
+                  sigma=None, linear_solver="auto", damping=None, ordering="amd", factorization="auto",
+                  return_covariance=False, **unsupported):
     """Solve min_x 1/2 sum rho(f_i(x)^2), lb <= x <= ub, like ``scipy.optimize.least_squares``.
 
     Parameters are scipy's, in scipy's order (module docstring: what differs), plus keyword-only
@@ -173,6 +175,9 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
     damping        None (follow ``x_scale``), 'marquardt', 'levenberg' or 'gauss_newton'.
     ordering       CHOLMOD fill-reducing ordering ('amd', 'metis', 'nesdis', 'colamd', 'natural', ...).
     factorization  CHOLMOD method: 'auto', 'simplicial' or 'supernodal'.
+    return_covariance  also return ``cov_x`` = (J^T J)^-1 at the solution (the Moore-Penrose inverse if
+                   singular; NaN for unused parameters), on the pattern of J^T J: dense when ``jac`` is,
+                   else sparse. Like scipy's leastsq cov_x, multiply by 2 cost / (m - n) for pcov.
 
     Returns a ``scipy.optimize.OptimizeResult`` with scipy's fields (x, cost, fun, jac, grad,
     optimality, active_mask, nfev, njev, status, message, success) plus ``nit`` (accepted steps)
@@ -238,6 +243,9 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
     operator = isinstance(j0, LinearOperator)
     if operator and isinstance(scale, str):
         raise ValueError("x_scale='jac' can't be used when `jac` returns LinearOperator.")
+    if operator and return_covariance:
+        raise ValueError("return_covariance needs the Jacobian's entries: return an array or a sparse matrix "
+                         "from `jac`, not a LinearOperator.")
     use_lsmr = operator or tr_solver == "lsmr" or (bool(tr_options) and tr_solver is None)
     if operator:  # no column norms: the damping follows x_scale (1 by default), as the trust radius
         damping_used, fixed_diagonal = "marquardt", 1.0 / scale ** 2
@@ -370,6 +378,9 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
                                 grad=ev.gradient.copy(), optimality=optimality, active_mask=active, nfev=nfev,
                                 njev=None if counts_fd else njev, status=status, message=message, success=status > 0,
                                 nit=len(accepted), summary=summary)
+        if return_covariance:
+            cov_x = jacobian_covariance(result.jac)
+            result.cov_x = cov_x if sp.issparse(result.jac) else cov_x.toarray()
         if verbose >= 1:
             print(message, flush=True)
             print(f"Function evaluations {nfev}, initial cost {summary.initial_cost:.4e}, final cost "
