@@ -103,6 +103,7 @@ class _Sweep:
         self._partials = {}
         temps, self.outputs = sympy.cse(list(outputs), symbols=sympy.numbered_symbols(f"{prefix}v"), order="none")
         self.statements += [(t.name, e) for t, e in temps]
+        self.forward_count = len(self.statements)  # the statements that compute the outputs
         self.derivatives = {}
         self.temporaries = temps
         self.adjoints = {}  # temporary -> {output r: its adjoint (a symbol or an atom)}
@@ -224,15 +225,18 @@ def _share_reciprocals(statements, prefix: str):
     return out
 
 
-def _emit(statements, values, derivatives, loads, indent: str, prefix: str) -> List[str]:
-    """Loads of the symbols used, the statements, the ``target = expr`` value assignments, then the
-    derivative assignments. Values are printed exactly as in a kernel without derivatives, so both
-    kernels compute bitwise equal residuals; the derivatives may still share subexpressions (an exp
-    in a value and its derivative), which a last CSE pass collects."""
+def _emit(sweep: "_Sweep", values, derivatives, loads, indent: str, prefix: str) -> List[str]:
+    """Loads of the symbols used, the forward statements and the ``target = expr`` value assignments,
+    then the derivative statements and assignments. Values are printed exactly as in a kernel without
+    derivatives (divisions as divisions), so both kernels compute bitwise equal residuals; the
+    derivative part shares reciprocals and collects its remaining common subexpressions (an exp in a
+    value and its derivative) in a last CSE pass."""
+    forward = sweep.statements[:sweep.forward_count] + list(values)
     shared, reduced = sympy.cse([e for _, e in derivatives], symbols=sympy.numbered_symbols(f"{prefix}w"),
                                 order="none")
-    body = _share_reciprocals(list(statements) + list(values) + [(t.name, e) for t, e in shared]
-                              + [(target, e) for (target, _), e in zip(derivatives, reduced)], prefix)
+    backward = _share_reciprocals(sweep.statements[sweep.forward_count:] + [(t.name, e) for t, e in shared]
+                                  + [(target, e) for (target, _), e in zip(derivatives, reduced)], prefix)
+    body = forward + backward
     free = _free_names(body, [])
     lines = [f"{indent}{s.name} = {src}" for s, src in loads if s.name in free]
     return lines + [f"{indent}{name} = {_print(e)}" for name, e in body]
@@ -267,7 +271,7 @@ def _precompute_loops(spec: SymbolicResidual, needed, with_derivatives: bool, ki
             lines.append(f"    dpre{p} = np.empty(({nb}, {max(len(entries), 1)}))")
         lines += [f"    for b in prange({nb}):", f"        {kind}_block{p}(params, {arrays}, b)"]
         helpers += ["", "", _HELPER_DECORATOR, f"def {kind}_block{p}(params, {arrays}, b):"]
-        helpers += _emit(sweep.statements, values, assignments,
+        helpers += _emit(sweep, values, assignments,
                          [(s, f"params[{pc.slot}][b, {c}]") for c, s in enumerate(slot_syms)], "    ", f"b{p}")
     return lines, helpers, nonzero
 
@@ -342,7 +346,7 @@ def _instance_loop(spec: SymbolicResidual, needed, nonzero, with_derivatives: bo
     args = "params, index, data, residuals" + (", jacobians" if with_derivatives else "") + arrays + ", i"
     body = [f"    jac{j} = jacobians[{j}]" for j in range(len(spec.block_sizes)) if with_derivatives and any(needed[j])]
     body += [f"    b{j} = index[i, {j}]" for j in range(len(spec.block_sizes))]
-    body += _emit(sweep.statements, values, assignments, loads, "    ", "")
+    body += _emit(sweep, values, assignments, loads, "    ", "")
     branches = sum(line.count(" if ") for line in body)
     decorator = _INLINED_DECORATOR if branches <= _MAX_INLINED_BRANCHES else _HELPER_DECORATOR
     helper = ["", "", decorator, f"def {kind}_instance({args}):"] + body

@@ -31,7 +31,7 @@ from sparselm.util.atomic import atomic_write
 
 #: Bumped whenever sparselm.residuals.codegen changes the code it generates, so that old cache
 #: entries are not reused (part of every key).
-CODEGEN_VERSION = "5"
+CODEGEN_VERSION = "6"
 
 
 def cache_dir() -> Path:
