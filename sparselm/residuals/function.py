@@ -33,7 +33,7 @@ returning a sequence of numbers, written like a residual function) once per bloc
 argument is named ``camera`` per evaluation, together with its derivatives, and passes it to the
 residual function as the argument ``R``. It pays when the blocks of that slot are shared by many
 instances (a rotation matrix per camera seen ~10-500 times in bundle adjustment: on BAL the Jacobian
-kernel is 2-3x faster with it, see benchmarks/bench_residual_function.py).
+kernel is 1.5-2.8x faster with it, see benchmarks/bench_residual_function.py).
 :mod:`sparselm.residuals.geometry` has traceable rotation helpers (``angle_axis_to_matrix``).
 
 Stability promise
