@@ -16,12 +16,15 @@ from sparselm.core.layout import build_layout
 from sparselm.lm.summary import Summary
 from sparselm.util.timing import PhaseTimer
 
+
+@threads.one_solve_at_a_time
 def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -> Summary:
     """Minimise ``problem`` with Levenberg-Marquardt; the solution is written into its groups' values.
 
     Options come as a SolverOptions or as keyword arguments (names as in SolverOptions).
     Returns a :class:`Summary`; it raises only for invalid input (ValueError) or a non-finite
-    residual at the starting point (NonFiniteError).
+    residual at the starting point (NonFiniteError). Solves from several threads run one at a time
+    (see :mod:`sparselm.util.threads`).
     """
     if options is None:
         options = SolverOptions.from_kwargs(**kwargs)

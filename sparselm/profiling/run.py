@@ -55,6 +55,7 @@ from sparselm.profiling.jit import kernels_compiled, measure_cold_jit, numba_cac
 from sparselm.profiling.result import Profile
 from sparselm.profiling.structure import (CHOLMOD_SOLVERS, DENSE_FACTOR_SOLVERS, SCHUR_SOLVERS, analyse_factor,
                                           model_flops, scalar_lower, structure_counts)
+from sparselm.util.threads import one_solve_at_a_time
 
 DEFAULT_ITERATIONS = 10
 DEFAULT_ORDERINGS = ("amd", "metis", "nesdis", "natural")
@@ -127,6 +128,7 @@ def _reset_values(problem: Problem, values: Dict[str, np.ndarray]) -> None:
 # ---------------------------------------------------------------------------------------------
 # profile()
 
+@one_solve_at_a_time
 def profile(problem_or_path=None, linear_solver: str = "auto", iterations: int = DEFAULT_ITERATIONS,
             orderings: Sequence[str] = DEFAULT_ORDERINGS, *, jit: bool = True, cold_jit: bool = False,
             factorization_repeats: int = 3, **options) -> Profile:

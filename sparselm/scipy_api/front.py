@@ -201,6 +201,7 @@ def _make_workers(workers):
 # ---------------------------------------------------------------------------------------------
 # the front door
 # ---------------------------------------------------------------------------------------------
+@threads.one_solve_at_a_time
 def least_squares(fun, x0, jac="2-point", *, bounds=(-np.inf, np.inf), method="trf", ftol=1e-8, xtol=1e-8,
                   gtol=1e-8, x_scale=None, loss="linear", f_scale=1.0, diff_step=None, tr_solver=None,
                   tr_options=None, jac_sparsity=None, max_nfev=None, verbose=0, args=(), kwargs=None,
