@@ -10,6 +10,12 @@ decreasing steps are accepted, so the point held is always the best seen. Termin
     function      |cost change| <= function_tolerance * cost
     radius        trust-region radius below min_trust_region_radius
     limits        max_iterations, max_time_s; a callback returning True; Ctrl-C
+
+Every quantity these tests and the acceptance decide on is finite or the iteration does not count:
+|x| and |step| are overflow-safe norms (:mod:`sparselm.util.numerics`), so the parameter test can
+never pass against an infinite |x|; a linearisation whose cost, gradient or diag(J^T J) is not finite
+raises NonFiniteError (refused at the start, an unsuccessful step at a trial point); a step whose
+norm, model decrease or gain ratio is not finite is invalid, and its record says why.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from sparselm.linalg.base import LinearSolver
 from sparselm.lm.options import SolverOptions
 from sparselm.lm.strategy import LevenbergMarquardtStrategy
 from sparselm.lm.summary import TABLE_HEADER, IterationRecord, Summary
+from sparselm.util.numerics import combined_norm, stable_norm
 
 
 class Minimizer:
@@ -38,11 +45,9 @@ class Minimizer:
         self.out = out or (lambda line: print(line, flush=True))
 
     def _free_norm(self, values: Dict[str, np.ndarray]) -> float:
-        total = 0.0
-        for name, ids in self.evaluator.layout.block_id.items():
-            v = values[name]
-            total += float(np.sum(v * v)) if (ids >= 0).all() else float(np.sum(v[ids >= 0] ** 2))
-        return math.sqrt(total)
+        """|x| over the free parameter blocks, without overflow."""
+        return combined_norm(stable_norm(values[name] if (ids >= 0).all() else values[name][ids >= 0])
+                             for name, ids in self.evaluator.layout.block_id.items())
 
     def run(self, values: Dict[str, np.ndarray], summary: Summary, start_time: float) -> None:
         """Minimise from ``values`` (updated in place to the best point); records go to ``summary``."""
@@ -70,16 +75,26 @@ class Minimizer:
                 solution = ls.solve(diagonal)
                 step = solution.step
                 model_change = self._model_cost_change(solution, diagonal) if solution.ok else math.nan
-                valid = solution.ok and math.isfinite(model_change) and model_change > 0.0
-                if not valid:
+                step_norm = stable_norm(step) if solution.ok else math.nan
+                reason = self._invalid_step_reason(solution, model_change, step_norm)
+                if reason is None:
+                    ev.apply_step(values, step, trial)
+                    trial_cost = ev.cost_at(trial)
+                    if not math.isfinite(trial_cost):
+                        trial_cost = math.inf
+                    cost_change = cost - trial_cost
+                    ratio = cost_change / model_change
+                    if math.isfinite(cost_change) and not math.isfinite(ratio):
+                        reason = (f"gain ratio {cost_change:.3e} / {model_change:.3e} is not finite (the model "
+                                  "decrease is below the resolution of the cost)")
+                if reason is not None:
                     invalid_in_row += 1
                     summary.invalid_steps += 1
                     summary.unsuccessful_steps += 1
                     tr.step_rejected()
-                    reason = solution.message or f"model cost change {model_change:.3e} is not positive"
                     self._record(summary, IterationRecord(iteration, cost, 0.0, grad_norm, 0.0, 0.0, tr.radius,
                                                           solution.iterations, time.perf_counter() - t_iter,
-                                                          time.perf_counter() - start_time, False, False))
+                                                          time.perf_counter() - start_time, False, False, reason))
                     if invalid_in_row > o.max_consecutive_invalid_steps:
                         return self._stop(summary, "failure", f"{invalid_in_row} consecutive invalid steps "
                                                               f"(last: {reason}).")
@@ -89,18 +104,12 @@ class Minimizer:
                         return
                     continue
                 invalid_in_row = 0
-                step_norm = float(np.linalg.norm(step))
-                ev.apply_step(values, step, trial)
-                trial_cost = ev.cost_at(trial)
-                if not math.isfinite(trial_cost):
-                    trial_cost = math.inf
                 x_norm = self._free_norm(values)
-                if step_norm <= o.parameter_tolerance * (x_norm + o.parameter_tolerance):
+                threshold = o.parameter_tolerance * (x_norm + o.parameter_tolerance)
+                if math.isfinite(threshold) and step_norm <= threshold:
                     # As Ceres: the step is not taken and the iteration is not recorded.
                     return self._stop(summary, "convergence", f"Parameter tolerance reached: |step| {step_norm:.3e} <= "
-                                      f"{o.parameter_tolerance * (x_norm + o.parameter_tolerance):.3e}.")
-                cost_change = cost - trial_cost
-                ratio = cost_change / model_change
+                                      f"{threshold:.3e}.")
                 success = ratio > o.min_relative_decrease if o.damping != "gauss_newton" else cost_change > 0
                 function_converged = math.isfinite(cost_change) and abs(cost_change) <= o.function_tolerance * cost
                 if success:
@@ -145,7 +154,19 @@ class Minimizer:
     def _linearize(self, values) -> float:
         cost = self.evaluator.linearize(values, gradient=not self.linear_solver.provides_gradient)
         self.linear_solver.linearize()
+        self.evaluator.check_linearization_finite(cost)
         return cost
+
+    @staticmethod
+    def _invalid_step_reason(solution, model_change: float, step_norm: float) -> Optional[str]:
+        """Why the linear solution cannot be used as a step, or None when it can."""
+        if not solution.ok:
+            return solution.message or "the linear solve failed"
+        if not math.isfinite(step_norm):
+            return f"step norm {step_norm:.3e} is not finite"
+        if not (math.isfinite(model_change) and model_change > 0.0):
+            return f"model cost change {model_change:.3e} is not positive and finite"
+        return None
 
     def _model_cost_change(self, solution, diagonal) -> float:
         """L(0) - L(step) of the model L(d) = 1/2 |r + J d|^2.

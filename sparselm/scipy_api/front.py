@@ -89,6 +89,7 @@ from sparselm.scipy_api.jacobian import EPS, FiniteDifferenceJacobian, sparsity_
 from sparselm.scipy_api.loop import LoopSetup, run_loop
 from sparselm.scipy_api.weighting import whitening_operator
 from sparselm.util import threads
+from sparselm.util.numerics import MAX_MAGNITUDE, first_beyond, magnitude_message
 from sparselm.util.timing import PhaseTimer
 
 __all__ = ["least_squares", "TERMINATION_MESSAGES"]
@@ -126,6 +127,18 @@ def _check_bounds(bounds, n):
     if np.any(lb != -np.inf) or np.any(ub != np.inf):
         raise ValueError("`bounds`: sparselm.least_squares supports unbounded problems only (bounds=(-inf, inf)); "
                          "use scipy.optimize.least_squares(method='trf') for bounded problems")
+
+
+def _check_f_scale(f_scale) -> float:
+    """``f_scale`` as a float: positive, and its square neither overflowing nor underflowing."""
+    try:
+        value = float(f_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"`f_scale` must be a positive number, got {f_scale!r}") from None
+    if not (1.0 / MAX_MAGNITUDE <= value <= MAX_MAGNITUDE):
+        raise ValueError(f"`f_scale` must be positive, between {1.0 / MAX_MAGNITUDE:g} and {MAX_MAGNITUDE:g}; "
+                         f"got {value}")
+    return value
 
 
 def _check_tolerance(tol, name):
@@ -260,14 +273,17 @@ def least_squares(fun, x0, jac="2-point", *, bounds=(-np.inf, np.inf), method="t
     x = np.atleast_1d(np.asarray(x0)).astype(float)
     if x.ndim > 1:
         raise ValueError("`x0` must have at most 1 dimension.")
+    if x.size == 0:
+        raise ValueError("`x0` must have at least one element.")
+    beyond = first_beyond(x)
+    if beyond is not None:
+        raise ValueError(f"`x0`: {magnitude_message(x[beyond])}, at index {beyond[0]}")
     n = x.size
     _check_bounds(bounds, n)
     ftol, xtol, gtol = (_check_tolerance(t, k) for t, k in ((ftol, "ftol"), (xtol, "xtol"), (gtol, "gtol")))
     if ftol < EPS and xtol < EPS and gtol < EPS:
         raise ValueError(f"At least one of the tolerances must be higher than machine epsilon ({EPS:.2e}).")
-    f_scale = float(f_scale)
-    if not (math.isfinite(f_scale) and f_scale > 0):
-        raise ValueError("`f_scale` must be positive.")
+    f_scale = _check_f_scale(f_scale)
     damping_used, fixed_diagonal, x_scale_used = _resolve_damping(x_scale, damping, n)
     kwargs = kwargs or {}
     max_nfev_used = 100 * n if max_nfev is None else int(max_nfev)

@@ -22,6 +22,7 @@ from sparselm.lm.strategy import LevenbergMarquardtStrategy
 from sparselm.lm.summary import TABLE_HEADER, IterationRecord, Summary
 from sparselm.scipy_api.evaluator import MatrixEvaluator
 from sparselm.util.timing import PhaseTimer
+from sparselm.util.numerics import stable_norm
 
 
 @dataclass
@@ -138,14 +139,14 @@ def run_loop(setup: LoopSetup, x: np.ndarray, f: np.ndarray, nfev: int, njev: in
             with timer.phase("residual"):
                 f_new = fun_wrapped(x_new).astype(float)
             nfev += 1
-            step_norm = float(np.linalg.norm(step))
+            step_norm = stable_norm(step)
             trial_cost = ev.cost_of(f_new) if np.all(np.isfinite(f_new)) else math.nan
             if math.isfinite(trial_cost):
                 actual = cost - trial_cost
                 ratio = actual / model_change
                 # scipy's check_termination
                 ftol_ok = actual < ftol * cost and ratio > 0.25
-                xtol_ok = step_norm < xtol * (xtol + float(np.linalg.norm(x)))
+                xtol_ok = step_norm < xtol * (xtol + stable_norm(x))
                 status = 4 if (ftol_ok and xtol_ok) else 2 if ftol_ok else 3 if xtol_ok else None
                 success = ratio > options.min_relative_decrease if damping_used != "gauss_newton" else actual > 0
                 if status is not None:
