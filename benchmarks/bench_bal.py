@@ -288,9 +288,9 @@ def problem_specs(quick: bool, names=None):
 
 
 def available_solvers():
-    from sparselm.linalg import SOLVERS
+    from sparselm.linalg import registry
 
-    return set(SOLVERS)
+    return set(registry.names())
 
 
 def plan(specs, quick: bool, args):

@@ -8,8 +8,8 @@ header and the report (``sizes``), the statistics of ``sparselm info`` (``statis
 has one, the RMS of the per-observation error the command line reports (``rms_error``).
 
 Adding a format is its own module (a function per callable, as :mod:`sparselm.bal.format`) plus
-one line in :data:`FORMATS` below. :func:`detect_format` tries the formats in that order; a ``fallback`` format (BAL, whose
-files have no signature) is tried last.
+one line in :data:`FORMATS` below. :func:`detect_format` tries the formats in that order; a
+``fallback`` format (BAL, whose files have no signature) is tried last.
 """
 from __future__ import annotations
 
@@ -93,5 +93,6 @@ def detect_format(path: Path) -> InputFormat:
         if fmt.detect(path):
             return fmt
     kinds = " or ".join(f.file_kind for f in ordered)
-    what = "a directory" if path.is_dir() else "not a regular file"
-    raise ValueError(f"{path} is {what}, not a {kinds}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a {kinds}")
+    raise ValueError(f"{path} is not a {kinds} (not a regular file)")

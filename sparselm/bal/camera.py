@@ -102,6 +102,7 @@ __all__ = [
     "left_jacobians",
     "angle_axis_rotate_point",
     "project",
+    "reprojection_pixel_errors",
 ]
 
 #: below this theta^2 the SO(3) coefficients are evaluated by their Taylor series.
@@ -356,6 +357,15 @@ def bal_reprojection_jacobians(params, index, data, residuals, jacobians):
 
 
 #: The BAL reprojection residual: 2 rows, slots (camera 9, point 3), data = observed pixel (2).
+def reprojection_pixel_errors(slot_values, index, data) -> np.ndarray:
+    """|projection - observation| in pixels per observation, from (cameras, points), the (n, 2) index
+    (camera, point) and the (n, 2) observed pixels: the ``observation_error`` of BAL_REPROJECTION."""
+    cameras, points = slot_values
+    predicted = project(np.ascontiguousarray(cameras, dtype=np.float64), np.ascontiguousarray(points, dtype=np.float64),
+                        np.ascontiguousarray(index[:, 0]), np.ascontiguousarray(index[:, 1]))
+    return np.hypot(predicted[:, 0] - data[:, 0], predicted[:, 1] - data[:, 1])
+
+
 BAL_REPROJECTION = ResidualType(
     name="bal_reprojection",
     residual_size=2,
@@ -363,4 +373,5 @@ BAL_REPROJECTION = ResidualType(
     data_size=2,
     residual_kernel=bal_reprojection_residuals,
     jacobian_kernel=bal_reprojection_jacobians,
+    observation_error=reprojection_pixel_errors,
 )

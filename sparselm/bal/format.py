@@ -16,6 +16,7 @@ from scipy.sparse.csgraph import connected_components
 
 from sparselm.bal.io import BALProblem, read_bal, write_bal
 from sparselm.bal.problem import build_problem, reprojection_errors, solution_to_bal
+from sparselm.core.covisibility import covisibility
 from sparselm.core.problem import Problem
 
 FILE_KIND = "BAL file"
@@ -71,9 +72,7 @@ def statistics(bal: BALProblem) -> dict:
     nc, npt, nobs = bal.n_cameras, bal.n_points, bal.n_observations
     per_camera = np.bincount(bal.camera_index, minlength=nc)
     per_point = np.bincount(bal.point_index, minlength=npt)
-    incidence = sp.csr_matrix((np.ones(nobs), (bal.point_index, bal.camera_index)), shape=(npt, nc))
-    incidence.data[:] = 1.0  # a camera seeing a point twice is one incidence
-    covis = (incidence.T @ incidence).tocoo()
+    covis = covisibility(bal.camera_index, bal.point_index, nc, npt).tocoo()  # a point seen twice counts once
     off = covis.row != covis.col
     degree = np.bincount(covis.row[off], minlength=nc)
     n_components, _ = connected_components(sp.csr_matrix((np.ones(int(off.sum())), (covis.row[off], covis.col[off])),

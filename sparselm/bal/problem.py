@@ -22,7 +22,7 @@ from typing import Union
 
 import numpy as np
 
-from sparselm.bal.camera import BAL_REPROJECTION, project
+from sparselm.bal.camera import BAL_REPROJECTION, reprojection_pixel_errors
 from sparselm.bal.io import BALProblem
 from sparselm.core.problem import Problem
 
@@ -110,6 +110,5 @@ def reprojection_errors(problem_or_bal: Union[Problem, BALProblem]) -> np.ndarra
     else:
         raise ValueError(f"reprojection_errors: expected a Problem or a BALProblem, "
                          f"got {type(problem_or_bal).__name__}")
-    predicted = project(np.ascontiguousarray(cameras, dtype=np.float64), np.ascontiguousarray(points, dtype=np.float64),
-                        np.ascontiguousarray(ci, dtype=np.int64), np.ascontiguousarray(pi, dtype=np.int64))
-    return np.hypot(predicted[:, 0] - obs[:, 0], predicted[:, 1] - obs[:, 1])
+    index = np.column_stack([np.asarray(ci, dtype=np.int64), np.asarray(pi, dtype=np.int64)])
+    return reprojection_pixel_errors((cameras, points), index, obs)

@@ -18,6 +18,7 @@ from sparselm.bal.synthetic import default_problem
 from sparselm.core.evaluator import NonFiniteError
 from sparselm.formats import FORMATS, InputFormat, detect_format
 from sparselm.lm.memory import InsufficientMemoryError
+from sparselm.lm.options import option_choices, option_default, option_help
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the solver failed (solve); a warning under --strict (doctor)
@@ -158,3 +159,14 @@ def add_input_argument(parser: argparse.ArgumentParser) -> None:
     """The optional FILE_OR_NAME positional argument of solve, info and profile."""
     parser.add_argument("problem", nargs="?", metavar="FILE_OR_NAME", help=INPUT_HELP)
 
+
+def add_option(parser, name: str, flag: Optional[str] = None, help: Optional[str] = None, **kwargs) -> None:
+    """An option for SolverOptions field ``name`` (``--max-iterations`` for max_iterations): its default,
+    choices and help text come from :class:`~sparselm.SolverOptions`; ``kwargs`` (metavar, type) as argparse's."""
+    default = option_default(name)
+    if option_choices(name) is not None:
+        kwargs.setdefault("choices", option_choices(name))
+    elif "type" not in kwargs:
+        kwargs["type"] = int if default is None else type(default)
+    parser.add_argument(flag or "--" + name.replace("_", "-"), dest=name, default=default,
+                        help=help or option_help(name), **kwargs)

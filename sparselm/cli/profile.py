@@ -7,12 +7,11 @@ import sys
 from typing import List
 
 from sparselm.bal.registry import resolve
-from sparselm.cli.common import (EXIT_OK, EXIT_USAGE, HelpFormatter, add_input_argument, error, one_line_errors,
-                                 positive_int)
-from sparselm.linalg.cholmod import MODES, ORDERINGS
-from sparselm.lm.options import LINEAR_SOLVERS
+from sparselm.cli.common import (EXIT_OK, EXIT_USAGE, HelpFormatter, add_input_argument, add_option, error,
+                                 one_line_errors, positive_int)
+from sparselm.linalg.cholmod import ORDERINGS
 from sparselm.profiling.plots import PlotError, require_matplotlib, write_plots
-from sparselm.profiling.run import profile
+from sparselm.profiling.run import DEFAULT_ITERATIONS, DEFAULT_ORDERINGS, profile
 from sparselm.util.atomic import atomic_write
 
 
@@ -58,17 +57,15 @@ def register(subparsers) -> None:
                               "fill-in, orderings, time per phase, JIT, memory, BLAS",
                               description=PROFILE_DESCRIPTION, epilog=PROFILE_EPILOG)
     add_input_argument(p)
-    p.add_argument("--linear-solver", choices=LINEAR_SOLVERS, default="auto",
-                   help="linear solver; 'auto' picks as 'sparselm solve' does")
-    p.add_argument("--iterations", type=positive_int, default=10, metavar="N",
+    add_option(p, "linear_solver", help="linear solver; 'auto' picks as 'sparselm solve' does")
+    p.add_argument("--iterations", type=positive_int, default=DEFAULT_ITERATIONS, metavar="N",
                    help="at most N LM iterations (the solve may converge before)")
-    p.add_argument("--orderings", type=_ordering_list, default="amd,metis,nesdis,natural",
+    p.add_argument("--orderings", type=_ordering_list, default=",".join(DEFAULT_ORDERINGS),
                    metavar="LIST", help="comma-separated CHOLMOD orderings to compare (unavailable ones are "
                                         "reported as such)")
-    p.add_argument("--ordering", choices=ORDERINGS, default="amd", help="the ordering the solver uses")
-    p.add_argument("--factorization", choices=MODES, default="supernodal", help="CHOLMOD factorization method")
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                   help="numba worker threads (default: all cores)")
+    add_option(p, "ordering", help="the ordering the solver uses")
+    add_option(p, "factorization")
+    add_option(p, "threads", type=positive_int, metavar="N")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots (convergence, phases, sparsity, "
                                                   "reprojection) into DIR (needs matplotlib)")
     p.add_argument("--json", metavar="FILE", help="write the profile as JSON to FILE ('-': stdout, and no text report)")

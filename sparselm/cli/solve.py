@@ -13,14 +13,17 @@ import numba
 
 import sparselm
 from sparselm.cli.common import (BUILT_IN, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, CLIError, HelpFormatter,
-                                 add_input_argument, check_output, error, isatty, json_clean, load_input, sizes_text)
+                                 add_input_argument, add_option, check_output, error, isatty, json_clean, load_input,
+                                 sizes_text)
 from sparselm.core.loss import LOSS_IDS
 from sparselm.formats import InputFormat
-from sparselm.linalg.cholmod import ORDERINGS
-from sparselm.lm.options import DAMPINGS, LINEAR_SOLVERS, SolverOptions
+from sparselm.lm.options import SolverOptions
 from sparselm.profiling.jit import numba_cache_status
 from sparselm.util.atomic import atomic_write
 
+#: the SolverOptions fields ``sparselm solve`` exposes (as --max-iterations etc.; --max-time is max_time_s)
+SOLVE_OPTIONS = ("linear_solver", "max_iterations", "function_tolerance", "gradient_tolerance", "parameter_tolerance",
+                 "threads", "ordering", "damping")
 REPORT_SCHEMA_VERSION = 1
 PROGRESS_INTERVAL_S = 2.0
 LOSSES = tuple(LOSS_IDS)
@@ -40,21 +43,15 @@ def register(subparsers) -> None:
                "The --report JSON keys are documented in the sparselm.cli module docstring.")
     add_input_argument(p)
     g = p.add_argument_group("solver")
-    g.add_argument("--linear-solver", choices=LINEAR_SOLVERS, default="auto",
-                   help="linear solver for the damped normal equations; 'auto' picks a Schur solver for BA")
-    g.add_argument("--max-iterations", type=int, default=50, metavar="N", help="iteration limit")
+    add_option(g, "linear_solver")
+    add_option(g, "max_iterations", metavar="N")
     g.add_argument("--max-time", type=float, default=None, metavar="S", help="time limit in seconds (default: none)")
-    g.add_argument("--function-tolerance", type=float, default=1e-6, metavar="X",
-                   help="stop when |cost change| <= X * cost")
-    g.add_argument("--gradient-tolerance", type=float, default=1e-10, metavar="X",
-                   help="stop when max |gradient| <= X")
-    g.add_argument("--parameter-tolerance", type=float, default=1e-8, metavar="X",
-                   help="stop when |step| <= X * (|x| + X)")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="numba worker threads (default: all cores)")
-    g.add_argument("--ordering", choices=ORDERINGS, default="amd", help="CHOLMOD fill-reducing ordering")
-    g.add_argument("--damping", choices=DAMPINGS, default="marquardt",
-                   help="LM damping: marquardt (scaled by diag(J^T J)), levenberg (identity) or gauss_newton")
+    add_option(g, "function_tolerance", metavar="X")
+    add_option(g, "gradient_tolerance", metavar="X")
+    add_option(g, "parameter_tolerance", metavar="X")
+    add_option(g, "threads", metavar="N")
+    add_option(g, "ordering")
+    add_option(g, "damping")
     m = p.add_argument_group("model")
     m.add_argument("--fix-first-camera", action="store_true",
                    help="hold camera 0 constant (removes 6 of the 7 gauge degrees of freedom)")
@@ -119,10 +116,7 @@ def _threads_in_use(requested: Optional[int]) -> int:
 
 def solver_options(args) -> SolverOptions:
     """SolverOptions from the parsed ``solve`` arguments (ValueError names a bad one)."""
-    kwargs = dict(linear_solver=args.linear_solver, max_iterations=args.max_iterations,
-                  function_tolerance=args.function_tolerance, gradient_tolerance=args.gradient_tolerance,
-                  parameter_tolerance=args.parameter_tolerance, threads=args.threads, ordering=args.ordering,
-                  damping=args.damping)
+    kwargs = {name: getattr(args, name) for name in SOLVE_OPTIONS}
     if args.max_time is not None:
         kwargs["max_time_s"] = args.max_time
     return SolverOptions(**kwargs)
@@ -225,7 +219,8 @@ def _print_header(out: TextIO, fmt: InputFormat, data, problem, input_desc: str,
         fixed.append("intrinsics (f, k1, k2)")
     what = "the built-in synthetic problem (sparselm.bal.default_problem())" if input_desc == BUILT_IN else input_desc
     print(f"sparselm {sparselm.__version__}: solving {what}", file=out)
-    print(f"  {sizes_text(fmt.sizes(data))}; parameters {problem.n_parameters}, residuals {problem.n_residuals}", file=out)
+    print(f"  {sizes_text(fmt.sizes(data))}; parameters {problem.n_parameters}, residuals {problem.n_residuals}",
+          file=out)
     print(f"  linear solver {options.linear_solver}, threads {_threads_in_use(options.threads)}, "
           f"damping {options.damping}, loss {args.loss}"
           + (f" (scale {args.loss_scale:g})" if args.loss != "linear" else "")

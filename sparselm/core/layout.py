@@ -29,7 +29,7 @@ target, again race-free.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numba
 import numpy as np
@@ -75,7 +75,6 @@ class Layout:
     n_reduced_columns: int
     constant_columns: np.ndarray        # (n_columns,) bool: coordinates held constant
     residuals: List[ResidualLayout]
-    schur_factor_estimate: Optional[dict] = None  # set by the auto choice, reused by the memory check
 
     @property
     def n_blocks(self) -> int:

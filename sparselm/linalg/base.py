@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar, Dict, Optional
+from typing import Callable, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -83,3 +83,58 @@ class LinearSolver(ABC):
         if not np.all(np.isfinite(step)):
             return LinearSolution(None, False, "the linear solve produced a non-finite step", iterations)
         return LinearSolution(step, True, "", iterations)
+
+
+@dataclass(frozen=True)
+class StructureCounts:
+    """What the model flop counts of a solve's phases follow from (see :mod:`sparselm.profiling.structure`).
+
+    columns        columns of the matrix the solver factors (S for the Schur solvers, else H).
+    factor_flops   CHOLMOD's flop count of that factorization (None when not analysed).
+    factor_nnz     nonzeros of its Cholesky factor (None when not analysed).
+    gradient       flops of J^T r; assembly: of the products of J's blocks (J^T J or V, W, U).
+    kf, ke         largest kept and eliminated block sizes; n_cells: (kept, eliminated) block pairs
+                   sharing a residual; n_pairs: pairs of such cells per eliminated block; n_e:
+                   eliminated blocks (all 0 without elimination).
+    """
+
+    columns: int
+    factor_flops: Optional[float]
+    factor_nnz: Optional[int]
+    gradient: float
+    assembly: float
+    kf: int = 0
+    ke: int = 0
+    n_cells: int = 0
+    n_pairs: int = 0
+    n_e: int = 0
+
+
+@dataclass(frozen=True)
+class LinearSolverSpec:
+    """What :mod:`sparselm.linalg.registry` knows of a linear solver; declared next to its class.
+
+    name           the option value (``SolverOptions.linear_solver``, ``--linear-solver``).
+    solver         the :class:`LinearSolver` subclass used by :func:`sparselm.solve`.
+    summary        one line for help texts.
+    uses_schur     eliminates a group (needs one; the factored matrix is S, not H).
+    uses_cholmod   factors with CHOLMOD (ordering and factorization options apply).
+    dense_factor   factors a dense matrix with LAPACK.
+    memory         memory(ctx) adds the solver's allocations to a
+                   :class:`~sparselm.linalg.memory_model.MemoryContext` (bytes, see there).
+    model_flops    model_flops(counts) -> {phase: flops per call} from a :class:`StructureCounts`.
+    options        the SolverOptions fields the solver reads (beyond the LM loop's own).
+    general        the variant for a general sparse Jacobian matrix (:func:`sparselm.least_squares`),
+                   or None when the solver needs a Problem's block structure.
+    """
+
+    name: str
+    solver: type
+    summary: str
+    memory: Callable
+    model_flops: Callable[[StructureCounts], Dict[str, float]]
+    uses_schur: bool = False
+    uses_cholmod: bool = False
+    dense_factor: bool = False
+    options: Tuple[str, ...] = ()
+    general: Optional[type] = None

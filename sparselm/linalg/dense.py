@@ -8,7 +8,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from sparselm.linalg.base import LinearSolution, LinearSolver
+from sparselm.linalg.base import LinearSolution, LinearSolver, LinearSolverSpec, StructureCounts
+from sparselm.linalg.flops import dense_factor_flops, normal_assembly_flops
+from sparselm.linalg.general_normal import GeneralDenseNormalCholesky
+from sparselm.linalg.memory_model import F8, MemoryContext
 
 MAX_DENSE_COLUMNS = 5000
 
@@ -72,3 +75,21 @@ class DenseNormalCholesky(LinearSolver):
 
     def info(self) -> dict:
         return {"name": self.name, "columns": self.layout.n_columns, "rows": self.n_rows}
+
+
+def dense_memory(ctx: MemoryContext) -> None:
+    """The dense Jacobian (and its temporaries) and four n x n matrices (J^T J, its damped copy, the
+    factor, a product temporary)."""
+    c = ctx.counts
+    ctx.add("dense jacobian", c.n_rows * c.n_columns * F8 + 3 * c.jacobian_bytes)
+    ctx.add("dense matrices", 4 * c.n_columns * c.n_columns * F8)
+
+
+def dense_flops(c: StructureCounts) -> dict:
+    """Dense factorization and solve, assembly of J^T J."""
+    return {**dense_factor_flops(c), **normal_assembly_flops(c)}
+
+
+SPEC = LinearSolverSpec(
+    name="dense", solver=DenseNormalCholesky, summary="dense normal equations, LAPACK Cholesky (small problems)",
+    memory=dense_memory, model_flops=dense_flops, dense_factor=True, general=GeneralDenseNormalCholesky)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparselm.linalg.base import LinearSolution, LinearSolver
+from sparselm.linalg.base import LinearSolution, LinearSolver, LinearSolverSpec, StructureCounts
 from sparselm.linalg.cholmod import CholmodFactor
+from sparselm.linalg.flops import cholmod_factor_flops, normal_assembly_flops
+from sparselm.linalg.general_normal import GeneralSparseNormalCholesky
+from sparselm.linalg.memory_model import F8, MemoryContext, factor_items, lower_dense
 from sparselm.core.layout import accumulate_normal_matrix, build_normal_pattern
 
 
@@ -53,3 +56,32 @@ class SparseNormalCholesky(LinearSolver):
         if self.factor.factorized:
             d["factor_nnz"] = self.factor.factor_nnz()
         return d
+
+
+def sparse_normal_memory(ctx: MemoryContext) -> None:
+    """lower(J^T J): values (twice) and row indices, the per-target contribution lists and their build
+    temporaries, and CHOLMOD's copy and factor."""
+    c = ctx.counts
+    entries = 0  # slot pairs (a, b) with block_a >= block_b: the contributions to lower(J^T J)
+    offdiag = 0  # off-diagonal lower(J^T J) entries, one k_a x k_b block per instance at most
+    for rg in ctx.problem.residual_groups:
+        sizes = rg.residual_type.block_sizes
+        s = len(sizes)
+        entries += rg.n_instances * s * (s + 1) // 2
+        offdiag += rg.n_instances * sum(sizes[a] * sizes[b] for a in range(s) for b in range(a))
+    nnz = min(c.diag_lower + offdiag, lower_dense(c.n_columns))
+    ctx.add("normal matrix", 3 * nnz * F8 + c.n_columns * F8)
+    ctx.add("normal structure", 3 * entries * F8 + 4 * entries * F8)  # lists + build temporaries
+    factor_items(ctx, nnz, ctx.factor_nnz, "lower(J^T J)")
+
+
+def sparse_normal_flops(c: StructureCounts) -> dict:
+    """CHOLMOD's factorization and solve, assembly of J^T J."""
+    return {**cholmod_factor_flops(c), **normal_assembly_flops(c)}
+
+
+SPEC = LinearSolverSpec(
+    name="sparse_normal_cholesky", solver=SparseNormalCholesky,
+    summary="lower(J^T J) in a fixed sparse pattern, CHOLMOD Cholesky", memory=sparse_normal_memory,
+    model_flops=sparse_normal_flops, uses_cholmod=True, options=("ordering", "factorization"),
+    general=GeneralSparseNormalCholesky)

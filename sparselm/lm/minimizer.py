@@ -43,6 +43,9 @@ class Minimizer:
         self.options = options
         self.strategy = LevenbergMarquardtStrategy(options, evaluator.layout.constant_columns)
         self.out = out or (lambda line: print(line, flush=True))
+        #: the best point after :meth:`run` (also when it ended with an exception inside the loop);
+        #: None before the loop started (e.g. a non-finite residual at the starting point)
+        self.best_values: Optional[Dict[str, np.ndarray]] = None
 
     def _free_norm(self, values: Dict[str, np.ndarray]) -> float:
         """|x| over the free parameter blocks, without overflow."""
@@ -50,7 +53,8 @@ class Minimizer:
                              for name, ids in self.evaluator.layout.block_id.items())
 
     def run(self, values: Dict[str, np.ndarray], summary: Summary, start_time: float) -> None:
-        """Minimise from ``values`` (updated in place to the best point); records go to ``summary``."""
+        """Minimise from ``values``; records go to ``summary``, the best point to :attr:`best_values` (the
+        dict may be the trial buffers after swaps)."""
         ev, ls, o, tr = self.evaluator, self.linear_solver, self.options, self.strategy
         trial = {k: np.empty_like(v) for k, v in values.items()}
         cost = self._linearize(values)
@@ -149,7 +153,7 @@ class Minimizer:
         except KeyboardInterrupt:
             return self._stop(summary, "interrupted", "Interrupted by the user (Ctrl-C); the best point so far is kept.")
         finally:
-            self._values_out = values
+            self.best_values = values
 
     def _linearize(self, values) -> float:
         cost = self.evaluator.linearize(values, gradient=not self.linear_solver.provides_gradient)
@@ -184,10 +188,6 @@ class Minimizer:
     @staticmethod
     def _swap(a, b):
         return b, a
-
-    def result_values(self) -> Dict[str, np.ndarray]:
-        """The best point (the dict may be the trial buffers after swaps)."""
-        return self._values_out
 
     def _record(self, summary: Summary, rec: IterationRecord) -> None:
         summary.iterations.append(rec)

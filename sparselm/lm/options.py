@@ -11,54 +11,94 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
+from sparselm.linalg import registry
+from sparselm.linalg.cholmod import MODES, ORDERINGS
+
 DAMPINGS = ("marquardt", "levenberg", "gauss_newton")
-LINEAR_SOLVERS = ("auto", "dense", "sparse_normal_cholesky", "dense_schur", "sparse_schur", "iterative_schur")
+#: 'auto' and the linear solvers registered at import (:func:`option_choices` reads the registry now)
+LINEAR_SOLVERS = ("auto",) + registry.names()
+#: the allowed values of the options that take a name (linear_solver: see :func:`option_choices`)
+CHOICES = {"damping": DAMPINGS, "linear_solver": LINEAR_SOLVERS, "ordering": ORDERINGS, "factorization": MODES,
+           "preconditioner": ("schur_jacobi", "jacobi"), "schur_variant": ("implicit", "explicit"),
+           "cg_termination": ("residual", "quadratic")}
+
+
+def option_choices(name: str):
+    """The allowed values of option ``name`` (linear_solver: 'auto' and the registered solvers), or
+    None for an option that does not take a name."""
+    if name == "linear_solver":
+        return ("auto",) + registry.names()
+    return CHOICES.get(name)
+
+
+def _doc(text: str) -> dict:
+    """Field metadata: the option's help text (read by the command line and :func:`option_help`)."""
+    return {"help": text}
 
 
 @dataclass
 class SolverOptions:
     """Options of :func:`sparselm.solve`. Times in seconds; tolerances are relative.
 
-    damping          'marquardt' (lambda * clamp(diag(J^T J))), 'levenberg' (lambda * I) or
-                     'gauss_newton' (no damping: every decreasing step is taken).
-    linear_solver    one of LINEAR_SOLVERS; 'auto' picks by problem shape (see sparselm.linalg.auto).
-    preconditioner, schur_variant, cg_termination, min/max_cg_iterations, cg_tolerance
-                     iterative_schur: 'schur_jacobi' or 'jacobi'; 'implicit' (S never formed) or
-                     'explicit'; stop CG on the residual (|r| <= cg_tolerance |b|) or, as Ceres'
-                     LM, on the 'quadratic' model's relative decrease.
-    threads          numba worker threads (None: all cores).
-    jacobi_scaling   scale the damping as Ceres' column (Jacobi) scaling does (see
-                     :mod:`sparselm.lm.strategy`); off by default since Marquardt damping is already
-                     invariant to the scale of the parameters.
-    callbacks        called with each IterationRecord; return True to stop the solve.
+    Each field's meaning is its help text (``option_help(name)``; the command line shows the same
+    text and reads the defaults from here). The damping and the radius rule are derived in
+    :mod:`sparselm.lm.strategy`; the linear solvers and the options each reads are in
+    :mod:`sparselm.linalg.registry`; 'auto' picks by problem shape (:mod:`sparselm.linalg.auto`).
     """
 
-    max_iterations: int = 50
-    max_time_s: float = 1e9
-    function_tolerance: float = 1e-6
-    gradient_tolerance: float = 1e-10
-    parameter_tolerance: float = 1e-8
-    initial_trust_region_radius: float = 1e4
-    max_trust_region_radius: float = 1e16
-    min_trust_region_radius: float = 1e-32
-    min_relative_decrease: float = 1e-3
-    min_diagonal: float = 1e-6
-    max_diagonal: float = 1e32
-    max_consecutive_invalid_steps: int = 5
-    damping: str = "marquardt"
-    jacobi_scaling: bool = False
-    linear_solver: str = "auto"
-    ordering: str = "amd"
-    factorization: str = "supernodal"
-    preconditioner: str = "schur_jacobi"
-    schur_variant: str = "implicit"
-    cg_termination: str = "residual"
-    min_cg_iterations: int = 0
-    max_cg_iterations: int = 500
-    cg_tolerance: float = 1e-1
-    threads: Optional[int] = None
-    verbose: bool = False
-    callbacks: List[Callable] = field(default_factory=list)
+    max_iterations: int = field(default=50, metadata=_doc(
+        "iteration limit"))
+    max_time_s: float = field(default=1e9, metadata=_doc(
+        "time limit in seconds, counted from the start of solve()"))
+    function_tolerance: float = field(default=1e-6, metadata=_doc(
+        "stop when |cost change| <= X * cost"))
+    gradient_tolerance: float = field(default=1e-10, metadata=_doc(
+        "stop when max |gradient| <= X"))
+    parameter_tolerance: float = field(default=1e-8, metadata=_doc(
+        "stop when |step| <= X * (|x| + X)"))
+    initial_trust_region_radius: float = field(default=1e4, metadata=_doc(
+        "initial radius mu of the damped system (J^T J + D / mu) step = -J^T r"))
+    max_trust_region_radius: float = field(default=1e16, metadata=_doc(
+        "largest radius mu (smallest damping)"))
+    min_trust_region_radius: float = field(default=1e-32, metadata=_doc(
+        "stop (convergence) when mu falls below it"))
+    min_relative_decrease: float = field(default=1e-3, metadata=_doc(
+        "accept a step when actual / predicted decrease > X"))
+    min_diagonal: float = field(default=1e-6, metadata=_doc(
+        "Marquardt damping D = clamp(diag(J^T J), min_diagonal, max_diagonal)"))
+    max_diagonal: float = field(default=1e32, metadata=_doc(
+        "upper clamp of the Marquardt damping diagonal"))
+    max_consecutive_invalid_steps: int = field(default=5, metadata=_doc(
+        "fail after more than N steps in a row whose linear solve failed or whose model did not decrease"))
+    damping: str = field(default="marquardt", metadata=_doc(
+        "LM damping: marquardt (scaled by diag(J^T J)), levenberg (identity) or gauss_newton"))
+    jacobi_scaling: bool = field(default=False, metadata=_doc(
+        "scale the damping as Ceres' column (Jacobi) scaling does (see sparselm.lm.strategy)"))
+    linear_solver: str = field(default="auto", metadata=_doc(
+        "linear solver for the damped normal equations; 'auto' picks a Schur solver for BA"))
+    ordering: str = field(default="amd", metadata=_doc(
+        "CHOLMOD fill-reducing ordering"))
+    factorization: str = field(default="supernodal", metadata=_doc(
+        "CHOLMOD factorization method"))
+    preconditioner: str = field(default="schur_jacobi", metadata=_doc(
+        "iterative_schur: block preconditioner, S_ii (schur_jacobi) or U_ii + D_i (jacobi)"))
+    schur_variant: str = field(default="implicit", metadata=_doc(
+        "iterative_schur: S never formed (implicit) or formed (explicit)"))
+    cg_termination: str = field(default="residual", metadata=_doc(
+        "iterative_schur: stop CG when |r| <= cg_tolerance |b| (residual) or on the quadratic model's "
+        "relative decrease (quadratic)"))
+    min_cg_iterations: int = field(default=0, metadata=_doc(
+        "iterative_schur: at least N CG iterations"))
+    max_cg_iterations: int = field(default=500, metadata=_doc(
+        "iterative_schur: at most N CG iterations"))
+    cg_tolerance: float = field(default=1e-1, metadata=_doc(
+        "iterative_schur: the forcing term eta of the CG stopping test"))
+    threads: Optional[int] = field(default=None, metadata=_doc(
+        "numba worker threads (default: all cores)"))
+    verbose: bool = field(default=False, metadata=_doc(
+        "print the iteration table as the solve runs"))
+    callbacks: List[Callable] = field(default_factory=list, metadata=_doc(
+        "called with each IterationRecord; return True to stop the solve"))
 
     def __post_init__(self):
         self.validate()
@@ -78,20 +118,8 @@ class SolverOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"option {name}: expected a non-negative integer, got {v!r}")
-        if self.damping not in DAMPINGS:
-            raise ValueError(f"option damping: unknown {self.damping!r}; choose one of {', '.join(DAMPINGS)}")
-        if self.linear_solver not in LINEAR_SOLVERS:
-            raise ValueError(f"option linear_solver: unknown {self.linear_solver!r}; "
-                             f"choose one of {', '.join(LINEAR_SOLVERS)}")
-        from sparselm.linalg.cholmod import MODES, ORDERINGS  # no scikit-sparse import at this point
-
-        if self.ordering not in ORDERINGS:
-            raise ValueError(f"option ordering: unknown {self.ordering!r}; choose one of {', '.join(ORDERINGS)}")
-        if self.factorization not in MODES:
-            raise ValueError(f"option factorization: unknown {self.factorization!r}; choose one of {', '.join(MODES)}")
-        for name, allowed in (("preconditioner", ("schur_jacobi", "jacobi")),
-                              ("schur_variant", ("implicit", "explicit")),
-                              ("cg_termination", ("residual", "quadratic"))):
+        for name in CHOICES:
+            allowed = option_choices(name)
             if getattr(self, name) not in allowed:
                 raise ValueError(f"option {name}: unknown {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         if self.min_diagonal > self.max_diagonal:
@@ -116,3 +144,14 @@ class SolverOptions:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "callbacks"}
         d["callbacks"] = len(self.callbacks)
         return d
+
+
+def option_default(name: str):
+    """The default of SolverOptions field ``name``."""
+    f = SolverOptions.__dataclass_fields__[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def option_help(name: str) -> str:
+    """The help text of SolverOptions field ``name``."""
+    return SolverOptions.__dataclass_fields__[name].metadata["help"]

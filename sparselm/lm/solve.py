@@ -1,19 +1,26 @@
-"""``solve(problem, options)``: the front door that wires the layers together and reports."""
+"""``solve(problem, options)``: the front door that wires the layers together and reports.
+
+Layout (built once) -> the linear solver (``auto`` resolved, :mod:`sparselm.linalg.auto`) -> the
+memory check (:mod:`sparselm.lm.memory`, before anything big is allocated) -> evaluator and linear
+solver -> the LM loop (:class:`~sparselm.lm.minimizer.Minimizer`) -> the best point written back
+into the problem's groups and the :class:`~sparselm.lm.summary.Summary` filled in.
+"""
 from __future__ import annotations
 
 import time
 from typing import Optional
 
-from sparselm.util import threads
 from sparselm.core.evaluator import Evaluator
-from sparselm.linalg import SOLVERS, LinearSolverOptions
+from sparselm.core.layout import build_layout
+from sparselm.core.problem import Problem
+from sparselm.linalg import registry
 from sparselm.linalg.auto import choose_linear_solver
+from sparselm.linalg.base import LinearSolverOptions
 from sparselm.lm.memory import check_memory, estimate_memory
 from sparselm.lm.minimizer import Minimizer
 from sparselm.lm.options import SolverOptions
-from sparselm.core.problem import Problem
-from sparselm.core.layout import build_layout
 from sparselm.lm.summary import Summary
+from sparselm.util import threads
 from sparselm.util.timing import PhaseTimer
 
 
@@ -22,9 +29,10 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
     """Minimise ``problem`` with Levenberg-Marquardt; the solution is written into its groups' values.
 
     Options come as a SolverOptions or as keyword arguments (names as in SolverOptions).
-    Returns a :class:`Summary`; it raises only for invalid input (ValueError) or a non-finite
-    residual at the starting point (NonFiniteError). Solves from several threads run one at a time
-    (see :mod:`sparselm.util.threads`).
+    Returns a :class:`Summary`; it raises only for invalid input (ValueError), a non-finite
+    residual at the starting point (NonFiniteError) or a problem that cannot fit in memory
+    (InsufficientMemoryError, before anything big is allocated). Solves from several threads run
+    one at a time (see :mod:`sparselm.util.threads`).
     """
     if options is None:
         options = SolverOptions.from_kwargs(**kwargs)
@@ -35,8 +43,9 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
     timer = PhaseTimer()
     n_threads = threads.configure(options.threads)
     layout = build_layout(problem)
-    name, reason = choose_linear_solver(layout, options.linear_solver, SOLVERS)
-    check_memory(estimate_memory(problem, name, layout, threads=n_threads))
+    choice = choose_linear_solver(layout, options.linear_solver)
+    factor_nnz = int(choice.factor_estimate["nnz"]) if choice.factor_estimate else None
+    check_memory(estimate_memory(problem, choice.name, layout, threads=n_threads, factor_nnz=factor_nnz))
     evaluator = Evaluator(problem, layout, timer)
     lin_opts = LinearSolverOptions(ordering=options.ordering, factorization=options.factorization,
                                    max_cg_iterations=options.max_cg_iterations,
@@ -44,18 +53,18 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
                                    preconditioner=options.preconditioner,
                                    extra={"schur_variant": options.schur_variant,
                                           "cg_termination": options.cg_termination})
-    linear_solver = SOLVERS[name](layout, evaluator, timer, lin_opts)
+    linear_solver = registry.get(choice.name).solver(layout, evaluator, timer, lin_opts)
     summary = Summary()
     summary.setup_time_s = time.perf_counter() - start
     summary.problem = dict(problem.sizes(), free_parameters=layout.n_columns)
-    used = dict(given, linear_solver=name, linear_solver_reason=reason, threads=n_threads)
+    used = dict(given, linear_solver=choice.name, linear_solver_reason=choice.reason, threads=n_threads)
     summary.options_given, summary.options_used = given, used
     values = {g.name: g.values.copy() for g in problem.parameter_groups.values()}
     minimizer = Minimizer(evaluator, linear_solver, options)
     try:
         minimizer.run(values, summary, start)
     finally:
-        best = minimizer.result_values() if hasattr(minimizer, "_values_out") else values
+        best = minimizer.best_values if minimizer.best_values is not None else values
         for g in problem.parameter_groups.values():
             g.values[...] = best[g.name]
         summary.total_time_s = time.perf_counter() - start

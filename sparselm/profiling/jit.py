@@ -15,6 +15,7 @@ import time
 from typing import Any, Dict
 
 from sparselm.core.problem import Problem
+from sparselm.linalg import registry
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,12 +151,7 @@ def measure_cold_jit(linear_solver: str, timeout: float = 600.0) -> Dict[str, An
 
     with tempfile.TemporaryDirectory(prefix="sparselm-cold-jit-") as tmp:
         env = dict(os.environ, NUMBA_CACHE_DIR=tmp)
-        if linear_solver == "dense_schur":
-            solver = "dense_schur"
-        elif linear_solver in ("sparse_schur", "iterative_schur", "sparse_normal_cholesky", "dense"):
-            solver = linear_solver
-        else:
-            solver = "auto"
+        solver = linear_solver if linear_solver in registry.names() else "auto"
         t0 = time.perf_counter()
         try:
             out = subprocess.run([sys.executable, "-c", _COLD_JIT_SCRIPT, solver], capture_output=True, text=True,

@@ -16,8 +16,8 @@ from typing import Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
-from sparselm.bal.camera import project
 from sparselm.core.layout import build_layout
+from sparselm.profiling.run import observation_errors, observation_group
 from sparselm.profiling.structure import jacobian_blocks
 from sparselm.util.atomic import atomic_write
 
@@ -286,21 +286,10 @@ def write_plots(profile, summary=None, problem=None, directory: Union[str, os.Pa
 
 
 def _reprojection_before_after(profile, problem):
-    """(before, after) pixel errors of a BA problem, or None (not BA, or no starting values)."""
-    rg = next((r for r in problem.residual_groups if r.residual_type.name == "bal_reprojection"), None)
-    if rg is None:
-        return None
-    cam, pts = rg.groups[0], rg.groups[1]
-    ci, pi = np.ascontiguousarray(rg.index[:, 0]), np.ascontiguousarray(rg.index[:, 1])
-
-    def errors(cameras, points):
-        pred = project(np.ascontiguousarray(cameras, dtype=np.float64), np.ascontiguousarray(points, dtype=np.float64),
-                       ci, pi)
-        return np.hypot(pred[:, 0] - rg.data[:, 0], pred[:, 1] - rg.data[:, 1])
-
+    """(before, after) per-observation errors (BA: pixels), or None (no residual type measures one, or no
+    starting values)."""
+    rg = observation_group(problem)
     initial = getattr(profile, "initial_values", None)
-    if not initial or cam not in initial or pts not in initial:
+    if rg is None or not initial or any(g not in initial for g in rg.groups):
         return None
-    before = errors(initial[cam], initial[pts])
-    after = errors(problem.parameter_groups[cam].values, problem.parameter_groups[pts].values)
-    return before, after
+    return observation_errors(problem, rg, initial), observation_errors(problem, rg, None)

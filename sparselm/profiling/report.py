@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import List
 
+from sparselm.util.units import format_bytes
+
 
 def _si(n: float) -> str:
     """1234567 -> '1.23M'."""
@@ -11,14 +13,6 @@ def _si(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return f"{n:.3g}" if n != int(n) else f"{int(n)}"
-
-
-def _bytes(n: float) -> str:
-    n = float(n)
-    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def _ms(s: float) -> str:
@@ -130,11 +124,12 @@ def format_report(p) -> str:
             L.append(f"  cold compile: {c.get('message')}")
     m = p.memory
     L += ["", "Memory",
-          f"  peak RSS {_bytes(m['peak_rss_bytes'])} (process); RSS {_bytes(m['rss_before_solve_bytes'])} before the "
-          f"solve, {_bytes(m['rss_after_solve_bytes'])} after",
-          f"  Jacobian values {_bytes(m['jacobian_values_bytes'])}, residuals {_bytes(m['residual_values_bytes'])}, "
-          f"lower({m['matrix']}) values {_bytes(m['matrix_values_bytes'])}, L values {_bytes(m['factor_values_bytes'])}"
-          + (f", dense {m['matrix']} {_bytes(m['dense_matrix_bytes'])}" if "dense_matrix_bytes" in m else "")]
+          f"  peak RSS {format_bytes(m['peak_rss_bytes'])} (process); RSS "
+          f"{format_bytes(m['rss_before_solve_bytes'])} before the solve, {format_bytes(m['rss_after_solve_bytes'])} after",
+          f"  Jacobian values {format_bytes(m['jacobian_values_bytes'])}, residuals "
+          f"{format_bytes(m['residual_values_bytes'])}, lower({m['matrix']}) values "
+          f"{format_bytes(m['matrix_values_bytes'])}, L values {format_bytes(m['factor_values_bytes'])}"
+          + (f", dense {m['matrix']} {format_bytes(m['dense_matrix_bytes'])}" if "dense_matrix_bytes" in m else "")]
     if p.reprojection:
         b, a = p.reprojection["before"], p.reprojection["after"]
         head = f"Reprojection error (px, {p.reprojection['observations']:,} observations)"

@@ -40,21 +40,21 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import sparselm
-from sparselm.bal.camera import project
 from sparselm.bal.io import BALProblem, read_bal
 from sparselm.bal.problem import build_problem
 from sparselm.bal.registry import resolve
 from sparselm.bal.synthetic import default_problem
 from sparselm.core.layout import build_layout
 from sparselm.core.problem import Problem
+from sparselm.linalg import registry
+from sparselm.linalg.base import StructureCounts
 from sparselm.linalg.cholmod import available_orderings
 from sparselm.lm.options import SolverOptions
 from sparselm.profiling import doctor as diagnostics
 from sparselm.profiling.blas import blas_info, blas_summary
 from sparselm.profiling.jit import kernels_compiled, measure_cold_jit, numba_cache_status
 from sparselm.profiling.result import Profile
-from sparselm.profiling.structure import (CHOLMOD_SOLVERS, DENSE_FACTOR_SOLVERS, SCHUR_SOLVERS, analyse_factor,
-                                          model_flops, scalar_lower, structure_counts)
+from sparselm.profiling.structure import analyse_factor, scalar_lower, structure_counts
 from sparselm.util.threads import one_solve_at_a_time
 
 DEFAULT_ITERATIONS = 10
@@ -216,7 +216,8 @@ def profile(problem_or_path=None, linear_solver: str = "auto", iterations: int =
             warnings.append(f"cold JIT measurement failed: {cold.get('message')}")
 
     # The factored matrix and its CHOLMOD analysis (solver's ordering), then the ordering comparison.
-    schur = solver_name in SCHUR_SOLVERS and extra["n_f"] is not None
+    spec = registry.get(solver_name)
+    schur = spec.uses_schur and extra["n_f"] is not None
     if schur:
         n_f = extra["n_f"]
         matrix_name = "S"
@@ -241,7 +242,7 @@ def profile(problem_or_path=None, linear_solver: str = "auto", iterations: int =
     main = analyse_factor(lower, ordering, mode, factorization_repeats)
     factorization = {"matrix": matrix_name, "columns": int(lower.shape[0]), "nnz_lower": int(lower.nnz),
                      "ordering": ordering, "mode": mode, "solver": solver_name,
-                     "solver_uses_cholmod": solver_name in CHOLMOD_SOLVERS, **{k: v for k, v in main.items()
+                     "solver_uses_cholmod": spec.uses_cholmod, **{k: v for k, v in main.items()
                                                                                 if k != "ordering"}}
     if "factor_nnz" in info:
         factorization["solver_factor_nnz"] = int(info["factor_nnz"])
@@ -286,7 +287,13 @@ def profile(problem_or_path=None, linear_solver: str = "auto", iterations: int =
                         "seconds_per_call": float(ph["seconds"]) / max(1, int(ph["calls"])),
                         "share": float(ph["seconds"]) / loop_time if loop_time > 0 else 0.0}
     other = max(0.0, loop_time - sum(p["seconds"] for p in phases.values()))
-    flops = model_flops(solver_name, schur, extra, main, lower)
+    ok = bool(main.get("ok"))
+    counts = StructureCounts(columns=int(lower.shape[0]), factor_flops=float(main["flops"]) if ok else None,
+                             factor_nnz=int(main["nnz_L"]) if ok else None, gradient=extra["flops_gradient"],
+                             assembly=extra["flops_assembly"], **({k: int(extra[k]) for k in ("kf", "ke", "n_cells",
+                                                                                               "n_pairs", "n_e")}
+                                                                  if schur else {}))
+    flops = {"gradient": extra["flops_gradient"], **spec.model_flops(counts)}
     flop_estimates = {}
     for name, per_call in flops.items():
         if name in phases:
@@ -323,16 +330,16 @@ def profile(problem_or_path=None, linear_solver: str = "auto", iterations: int =
         "matrix": matrix_name, "matrix_values_bytes": int(nnz_lower * 8),
         "factor_values_bytes": int(main.get("nnz_L", 0) * 8),
     }
-    if solver_name in DENSE_FACTOR_SOLVERS:
+    if spec.dense_factor:
         memory["dense_matrix_bytes"] = int(lower.shape[0]) ** 2 * 8
 
-    # Reprojection errors (BA problems).
+    # Per-observation errors (residual types with an observation_error, e.g. BA reprojection pixels).
     reprojection = None
-    ba = _ba_groups(problem)
-    if ba is not None:
-        before = _reprojection_errors(problem, ba, initial)
-        after = _reprojection_errors(problem, ba, None)
-        reprojection = {"residual_group": ba[0].name, "observations": int(before.size),
+    observed = observation_group(problem)
+    if observed is not None:
+        before = observation_errors(problem, observed, initial)
+        after = observation_errors(problem, observed, None)
+        reprojection = {"residual_group": observed.name, "observations": int(before.size),
                         "before": _error_stats(before), "after": _error_stats(after)}
 
     threads_info = {k: ("" if v is None else v) for k, v in diagnostics.thread_info().items()}  # "": unset
@@ -380,31 +387,26 @@ def _problem_sizes(problem: Problem, layout) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Bundle adjustment extras
 
-def _ba_groups(problem: Problem):
-    """(residual group, cameras group name, points group name) of a BAL reprojection group, or None."""
-    for rg in problem.residual_groups:
-        if rg.residual_type.name == "bal_reprojection":
-            return rg, rg.groups[0], rg.groups[1]
-    return None
+def observation_group(problem: Problem):
+    """The first residual group whose type measures a per-observation error (``observation_error``,
+    e.g. the BAL reprojection in pixels), or None."""
+    return next((rg for rg in problem.residual_groups if rg.residual_type.observation_error is not None), None)
 
 
-def _reprojection_errors(problem: Problem, ba, values: Optional[Dict[str, np.ndarray]]) -> np.ndarray:
-    """Pixel reprojection error of every observation, at ``values`` (None: the problem's current)."""
-    rg, cam, pts = ba
-    cams = problem.parameter_groups[cam].values if values is None else values[cam]
-    points = problem.parameter_groups[pts].values if values is None else values[pts]
-    pred = project(np.ascontiguousarray(cams), np.ascontiguousarray(points),
-                   np.ascontiguousarray(rg.index[:, 0]), np.ascontiguousarray(rg.index[:, 1]))
-    return np.hypot(pred[:, 0] - rg.data[:, 0], pred[:, 1] - rg.data[:, 1])
+def observation_errors(problem: Problem, rg, values: Optional[Dict[str, np.ndarray]]) -> np.ndarray:
+    """The per-observation errors of residual group ``rg`` at ``values`` (None: the problem's current)."""
+    slot_values = tuple(problem.parameter_groups[g].values if values is None else values[g] for g in rg.groups)
+    return rg.residual_type.observation_error(slot_values, rg.index, rg.data)
 
 
 def reprojection_errors(profile_: Profile, which: str = "after") -> Optional[np.ndarray]:
-    """Pixel errors of a profiled BA problem ``before`` or ``after`` the solve (None if not BA)."""
+    """Per-observation errors (pixels for BA) of a profiled problem ``before`` or ``after`` the solve
+    (None when no residual type measures one)."""
     problem = profile_.problem_object
-    ba = _ba_groups(problem) if problem is not None else None
-    if ba is None:
+    rg = observation_group(problem) if problem is not None else None
+    if rg is None:
         return None
-    return _reprojection_errors(problem, ba, profile_.initial_values if which == "before" else None)
+    return observation_errors(problem, rg, profile_.initial_values if which == "before" else None)
 
 
 def _error_stats(e: np.ndarray) -> Dict[str, float]:

@@ -1,10 +1,8 @@
 """The structure a solve works on, counted from the block incidence alone: J, the normal matrix
 H = J^T J, the reduced camera matrix S of the Schur complement and the co-visibility graph of the
 kept blocks (two are adjacent when they share an eliminated block); CHOLMOD's analysis of the
-factored matrix; and the model flops of the phases whose work follows from the structure.
-
-Model flops count multiply-adds as 2 flops and follow the math (e.g. one kf x kf update of S per
-pair of kept blocks that share an eliminated one), not the exact instruction stream of the kernels.
+factored matrix; and the ingredients of the model flops of the phases (each linear solver's ``model_flops`` in
+:mod:`sparselm.linalg.registry` turns them into counts, see :mod:`sparselm.linalg.flops`).
 """
 from __future__ import annotations
 
@@ -15,13 +13,10 @@ from typing import Any, Dict, Optional
 import numpy as np
 import scipy.sparse as sp
 
+from sparselm.core.covisibility import covisibility
 from sparselm.core.layout import build_layout
 from sparselm.core.problem import Problem
 from sparselm.linalg.cholmod import CholmodFactor
-
-SCHUR_SOLVERS = ("sparse_schur", "dense_schur", "iterative_schur")
-CHOLMOD_SOLVERS = ("sparse_schur", "sparse_normal_cholesky")
-DENSE_FACTOR_SOLVERS = ("dense", "dense_schur")
 
 
 def _incidence(problem: Problem, layout):
@@ -131,7 +126,8 @@ def structure_counts(problem: Problem, layout) -> Dict[str, Any]:
         mf, me = inc[:n_f], inc[n_f:]
         cells = (mf @ me.T).tocsr()
         cells.data[:] = 1
-        shared = (cells @ cells.T).tocsr()           # shared e-blocks per pair of f-blocks
+        c = cells.tocoo()                            # shared e-blocks per pair of f-blocks:
+        shared = covisibility(c.row, c.col, n_f, layout.n_blocks - n_f).astype(np.int64)
         u_blk = (mf @ mf.T).tocsr()                  # f-f blocks from residuals without e-block
         s_blk = (shared + u_blk).tocsr()
         s_blk.sum_duplicates()
@@ -215,27 +211,3 @@ def jacobian_blocks(problem: Problem, layout=None):
         yield (row + inst.astype(np.int64) * m, layout.block_col[b].astype(np.int64),
                np.full(inst.size, m, dtype=np.int64), layout.block_size[b].astype(np.int64))
         row += rg.n_instances * m
-
-
-def model_flops(solver: str, schur: bool, extra: Dict[str, Any], main: Dict[str, Any],
-                 lower: sp.csc_matrix) -> Dict[str, float]:
-    """Model flops per call of the phases whose work follows from the structure."""
-    out = {"gradient": extra["flops_gradient"]}
-    n = float(lower.shape[0])
-    if solver in DENSE_FACTOR_SOLVERS:
-        out["factorization"] = n ** 3 / 3.0
-        out["solve"] = 2.0 * n * n
-    elif solver in CHOLMOD_SOLVERS and main.get("ok"):
-        out["factorization"] = float(main["flops"])
-        out["solve"] = 4.0 * float(main["nnz_L"])
-    if schur:
-        kf, ke = float(extra["kf"]), float(extra["ke"])
-        cells, pairs, n_e = float(extra["n_cells"]), float(extra["n_pairs"]), float(extra["n_e"])
-        out["assembly"] = extra["flops_assembly"]
-        # V^-1 (Cholesky + inverse), Y = W V^-1 per cell, S -= Y W^T per pair, rhs per cell
-        out["schur_complement"] = n_e * (ke ** 3 / 3.0 + ke ** 3) + cells * 2.0 * kf * ke * ke \
-            + pairs * 2.0 * kf * kf * ke + cells * 2.0 * kf * ke
-        out["back_substitution"] = cells * 2.0 * kf * ke + n_e * 2.0 * ke * ke
-    elif solver in ("sparse_normal_cholesky", "dense"):
-        out["assembly"] = extra["flops_assembly"]
-    return out

@@ -35,6 +35,11 @@ class ResidualType:
     data_size       number of float64 constants per instance (0 allowed).
     residual_kernel kernel writing residuals only (see the module docstring).
     jacobian_kernel kernel writing residuals and Jacobian blocks, or None for numeric differences.
+    observation_error  optional capability: observation_error(slot_values, index, data) -> (n,) the
+                    unweighted error of each instance in the units of its observation (the BAL
+                    reprojection: pixels), from the values of the groups of its slots (a tuple, one
+                    array per slot), the group's (n, slots) index and (n, data_size) data. Reports
+                    and plots (``sparselm profile``) show it where a type has it.
     """
 
     name: str
@@ -43,6 +48,7 @@ class ResidualType:
     data_size: int
     residual_kernel: Callable
     jacobian_kernel: Optional[Callable] = None
+    observation_error: Optional[Callable] = None
 
     def __post_init__(self):
         if self.residual_size < 1:

@@ -79,7 +79,7 @@ from sparselm.linalg.auto import DENSE_MAX_COLUMNS
 from sparselm.linalg.base import LinearSolverOptions
 from sparselm.linalg.cholmod import MODES, ORDERINGS
 from sparselm.linalg.dense import MAX_DENSE_COLUMNS
-from sparselm.linalg.general_normal import GeneralDenseNormalCholesky, GeneralSparseNormalCholesky
+from sparselm.linalg import registry
 from sparselm.lm.options import SolverOptions
 from sparselm.lm.strategy import LevenbergMarquardtStrategy
 from sparselm.lm.summary import Summary
@@ -96,7 +96,8 @@ __all__ = ["least_squares", "TERMINATION_MESSAGES"]
 
 SCIPY_LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
 METHODS = ("trf", "lm")
-API_LINEAR_SOLVERS = ("auto", "dense", "sparse_normal_cholesky")
+#: 'auto' and the registered linear solvers with a general-matrix variant (:mod:`sparselm.linalg.registry`)
+API_LINEAR_SOLVERS = ("auto",) + registry.general_names()
 
 TERMINATION_MESSAGES = {
     -2: "Stopped because `callback` function raised `StopIteration` or returned `True`",
@@ -364,8 +365,7 @@ def least_squares(fun, x0, jac="2-point", *, bounds=(-np.inf, np.inf), method="t
             raise ValueError(f"`linear_solver`='dense' is for small problems (<= {MAX_DENSE_COLUMNS} parameters); "
                              f"this one has {n}: use 'sparse_normal_cholesky'")
         lin_opts = LinearSolverOptions(ordering=ordering, factorization=factorization)
-        solver_cls = GeneralDenseNormalCholesky if solver_name == "dense" else GeneralSparseNormalCholesky
-        ls = solver_cls(ev, timer, lin_opts)
+        ls = registry.get(solver_name).general(ev, timer, lin_opts)
         strategy = LevenbergMarquardtStrategy(options, np.zeros(n, dtype=bool))
         cb = _wrap_user_callback(callback)
 

@@ -1,6 +1,6 @@
 """Thread policy: numba workers do the parallel kernels; BLAS (inside CHOLMOD) runs single-threaded.
 
-Measured on a 2-core machine (DESIGN.md): OpenBLAS threads spinning after a call fight numba's
+Measured on a 2-core machine: OpenBLAS threads spinning after a call fight numba's
 workers for the cores; with OPENBLAS_NUM_THREADS=1 and numba's ``workqueue`` layer a 144x144
 factorization went from 9-30 ms to 0.6 ms. The variables only act on libraries loaded after they
 are set, so :mod:`sparselm` sets them on import (without overriding a user's choice), and

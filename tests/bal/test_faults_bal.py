@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 
 import sparselm
 from sparselm import cli, models
-from sparselm.bal import BALFormatError, build_problem, read_bal, synthetic_problem, write_bal
+from sparselm.bal import BALFormatError, build_problem, read_bal, reprojection_errors, synthetic_problem, write_bal
 from sparselm.bal.camera import BAL_REPROJECTION
 from sparselm.lm.memory import InsufficientMemoryError, MemoryEstimate
 
@@ -298,16 +298,32 @@ def test_gauge_freedom_on_real_files(bal_data, name, linear_solver):
 ])
 @pytest.mark.parametrize("fix", [(), [0]], ids=["7-dof", "scale-only"])
 def test_gauss_newton_on_the_gauge_freedom_fails_cleanly(linear_solver, what, fix):
-    """Undamped, the gauge makes the factorization fail (singular S / J^T J, also with one camera
-    held: the scale is still free): invalid steps up to the limit, then 'failure' at the start point."""
+    """Undamped, the gauge makes S / J^T J singular (also with one camera held: the scale is still free).
+    Whether the Cholesky factorization reports it or factors a matrix regularised by round-off depends
+    on the CPU's floating-point path, so this asserts what is promised on any CPU: a clean end (a
+    failure after the invalid-step limit with the factorization's message, or a normal end with a
+    message), every iteration an invalid, rejected or accepted step, the best point kept and returned
+    (never a cost above the start), and a final cost that is the cost at the returned point."""
     syn = synthetic_problem(8, 300, seed=3)
     p = build_problem(syn.initial, fix_cameras=fix)
     before = values_of(p)
     s = sparselm.solve(p, damping="gauss_newton", linear_solver=linear_solver, max_consecutive_invalid_steps=3)
-    assert s.termination == "failure" and s.message == f"4 consecutive invalid steps (last: {what})."
-    assert s.invalid_steps == 4 and s.successful_steps == 0 and s.final_cost == s.initial_cost
-    for k in before:
-        assert p.parameter_groups[k].values.tobytes() == before[k].tobytes()
+    assert s.termination in ("failure", "no_convergence", "convergence") and s.message
+    if s.termination == "failure":
+        assert s.message == f"4 consecutive invalid steps (last: {what}).", s.message
+        assert s.invalid_steps >= 4
+    # bookkeeping: every iteration is an invalid step, a rejected one or an accepted one
+    steps = s.iterations[1:]
+    assert s.successful_steps + s.unsuccessful_steps == s.n_iterations == len(steps)
+    assert s.invalid_steps == sum(not it.step_is_valid for it in steps) <= s.unsuccessful_steps
+    assert s.successful_steps == sum(it.step_is_successful for it in steps)
+    # no wrong answer: never above the start, the reported cost is the cost at the returned point
+    assert s.final_cost <= s.initial_cost
+    errors = reprojection_errors(p)
+    assert s.final_cost == pytest.approx(0.5 * float(errors @ errors), rel=1e-12)
+    if s.successful_steps == 0:  # the best point is the start, unchanged
+        for k in before:
+            assert p.parameter_groups[k].values.tobytes() == before[k].tobytes()
 
 
 @pytest.mark.parametrize("linear_solver", ["dense", "sparse_normal_cholesky"])

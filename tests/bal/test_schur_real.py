@@ -2,11 +2,13 @@
 (Ceres' documentation) within 0.01%: sparse_schur, dense_schur and iterative_schur (implicit and
 explicit S, block-Jacobi and Schur-Jacobi preconditioners, Ceres' default forcing eta = 0.1).
 Needs $SPARSELM_DATA (the ``bal_data`` fixture skips without it)."""
+import dataclasses
+
 import pytest
 
 import sparselm
 from sparselm.bal import build_problem, read_bal
-from sparselm.linalg import SOLVERS
+from sparselm.linalg import registry
 from sparselm.linalg.schur.iterative import IterativeSchur
 
 pytestmark = pytest.mark.slow
@@ -33,7 +35,8 @@ def test_schur_solvers_reach_the_published_cost(bal_data, monkeypatch, solver, v
     if not path.is_file():
         pytest.fail(f"{path} is missing from SPARSELM_DATA")
     if solver == "iterative_schur":
-        monkeypatch.setitem(SOLVERS, solver, _ExplicitIterativeSchur if variant == "explicit" else IterativeSchur)
+        cls = _ExplicitIterativeSchur if variant == "explicit" else IterativeSchur
+        monkeypatch.setitem(registry.SPECS, solver, dataclasses.replace(registry.get(solver), solver=cls))
     options = {} if preconditioner is None else {"preconditioner": preconditioner}
     summary = sparselm.solve(build_problem(read_bal(path)), linear_solver=solver, **options)
     assert summary.termination == "convergence", summary.message

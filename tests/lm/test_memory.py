@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import sparselm
+from sparselm.linalg.schur import memory as schur_memory
 from sparselm.lm import memory
 from sparselm.bal import build_problem, synthetic_problem
 from sparselm.lm.memory import (InsufficientMemoryError, MemoryEstimate, available_memory, check_memory,
@@ -123,7 +124,7 @@ def test_schur_counts_match_the_structure(monkeypatch, fix, exact):
     from sparselm.linalg.schur.structure import build_schur_structure
 
     if exact:  # force the exact count of S blocks (used for big S) on a small problem
-        monkeypatch.setattr(memory, "_EXACT_PAIRS_ABOVE", 0)
+        monkeypatch.setattr(schur_memory, "EXACT_PAIRS_ABOVE", 0)
     p = ba_problem(30, 2000, fix_cameras=fix)
     layout = build_layout(p)
     st = build_schur_structure(layout)
@@ -154,24 +155,23 @@ def test_normal_matrix_count_matches_the_pattern():
     assert not any("fill-in" in n for n in with_factor.notes) and any("fill-in" in n for n in est.notes)
 
 
-@pytest.mark.parametrize("route", ["dense-triangle", "block-graph", "attached"])
+@pytest.mark.parametrize("route", ["dense-triangle", "block-graph", "given"])
 def test_factor_of_s_is_estimated_from_the_layout(monkeypatch, route):
     """sparse_schur's factor: the dense triangle of S when small, else (given the layout) the block
-    graph estimate of sparselm.linalg.auto, or one the layout carries; CHOLMOD's real factor (after a
-    solve) lies between the nonzeros of S and the estimate with supernodal padding."""
+    graph estimate of sparselm.linalg.schur.factor_estimate, or the one given (as solve() passes the
+    auto choice's); CHOLMOD's real factor (after a solve) lies between the nonzeros of S and the
+    estimate with supernodal padding."""
     p = ba_problem(60, 3000)
     layout = build_layout(p)
     if route != "dense-triangle":
-        monkeypatch.setattr(memory, "_EXACT_PAIRS_ABOVE", 0)
-    if route == "attached":
-        layout.schur_factor_estimate = {"nnz": 123456}
-    est = estimate_memory(p, "sparse_schur", layout, threads=2)
+        monkeypatch.setattr(schur_memory, "EXACT_PAIRS_ABOVE", 0)
+    est = estimate_memory(p, "sparse_schur", layout, threads=2, factor_nnz=123456 if route == "given" else None)
     assert not any("fill-in" in n for n in est.notes)
     nnz_s = (est.items["S values"] - layout.n_reduced_columns * 8) // 24
     factor_nnz = (est.items["cholesky factor"] - nnz_s * 12) // 8
     s = sparselm.solve(ba_problem(60, 3000), linear_solver="sparse_schur", max_iterations=1, threads=2)
     real = s.linear_solver["factor_nnz"]
-    if route == "attached":
+    if route == "given":
         assert factor_nnz == 123456
     elif route == "dense-triangle":
         assert factor_nnz == layout.n_reduced_columns * (layout.n_reduced_columns + 1) // 2 >= real
@@ -189,7 +189,7 @@ def test_private_accumulators_follow_threads_and_the_cap(monkeypatch):
     one = estimate_memory(p, "sparse_schur", threads=1).items["schur: accumulators"]
     four = estimate_memory(p, "sparse_schur", threads=4).items["schur: accumulators"]
     assert 3.5 * one < four < 4.5 * one
-    monkeypatch.setattr("sparselm.linalg.schur.direct.PRIVATE_S_BYTES", 1)  # cap: a single chunk whatever the threads
+    monkeypatch.setattr("sparselm.linalg.schur.memory.PRIVATE_S_BYTES", 1)  # cap: a single chunk whatever the threads
     assert estimate_memory(p, "sparse_schur", threads=4).items["schur: accumulators"] == one
 
 

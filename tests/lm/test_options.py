@@ -106,3 +106,18 @@ def test_every_damping_and_solver_runs(make_single_block, tight, damping, linear
     s = sparselm.solve(problem, damping=damping, linear_solver=linear_solver, **tight)
     assert s.ok and s.final_cost < 1e-20, s.message
     np.testing.assert_allclose(problem.parameter_groups["x"].values[0], [1.0, 1.0], rtol=1e-8)
+
+
+def test_every_option_has_help_and_the_cli_reads_its_defaults():
+    from sparselm.cli.main import build_parser
+    from sparselm.lm.options import option_default, option_help
+
+    for f in dataclasses.fields(SolverOptions):
+        assert option_help(f.name)
+    args = build_parser().parse_args(["solve"])
+    for name in ("linear_solver", "max_iterations", "function_tolerance", "gradient_tolerance",
+                 "parameter_tolerance", "threads", "ordering", "damping"):
+        assert getattr(args, name) == option_default(name) == getattr(SolverOptions(), name), name
+    profile_args = build_parser().parse_args(["profile"])
+    assert (profile_args.ordering, profile_args.factorization) == (SolverOptions().ordering,
+                                                                   SolverOptions().factorization)

@@ -247,10 +247,6 @@ def test_normal_solver_profile(normal_profile):
     ("dense", "H", "factorization"),
 ])
 def test_other_solvers(solver, matrix, phase):
-    from sparselm.linalg import SOLVERS
-
-    if solver not in SOLVERS:
-        pytest.skip(f"{solver} is not registered")
     p = profile(small_bal(), linear_solver=solver, iterations=3, orderings=("amd",))
     assert p.solve["linear_solver"] == solver
     assert p.factorization["matrix"] == matrix and not p.factorization["solver_uses_cholmod"]

@@ -13,21 +13,16 @@ import numba
 import numpy as np
 import scipy.linalg
 
-from sparselm.linalg.base import LinearSolution, LinearSolver
+from sparselm.linalg.base import LinearSolution, LinearSolver, LinearSolverSpec, StructureCounts
 from sparselm.linalg.cholmod import CholmodFactor
+from sparselm.linalg.flops import cholmod_factor_flops, dense_factor_flops, schur_flops
+from sparselm.linalg.schur import memory as schur_memory
 from sparselm.linalg.schur.kernels import back_substitute
 from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization, zero_private
 from sparselm.linalg.schur.eliminate import chunk_points_by_pairs, point_pass_kernels
 from sparselm.linalg.schur.structure import build_schur_structure
 
 DENSE_SCHUR_MAX_COLUMNS = 2000
-PRIVATE_S_BYTES = 512 * 2**20  # cap on the per-chunk copies of S's blocks
-
-
-def _chunk_count(threads: int, n_targets: int, kf: int) -> int:
-    """Chunks of the point pass: one per thread, fewer if their private S copies would be too big."""
-    per_chunk = n_targets * kf * kf * 8
-    return max(1, min(threads, PRIVATE_S_BYTES // max(per_chunk, 1)))
 
 
 class SchurSolver(LinearSolver):
@@ -45,7 +40,7 @@ class SchurSolver(LinearSolver):
             lay = self.layout
             ke, n_e = st.e_size, st.n_e_blocks
             kf = int(lay.block_size[:st.n_f_blocks].max())
-            n_chunks = _chunk_count(numba.get_num_threads(), st.pattern.n_targets, kf)
+            n_chunks = schur_memory.chunk_count(numba.get_num_threads(), st.pattern.n_targets, kf)
             self._chunk_points = chunk_points_by_pairs(st.pair_start, n_chunks)
             self._point_pass, self._reduce = point_pass_kernels(kf, ke)
             self.v = np.zeros((n_e, ke, ke))
@@ -168,3 +163,22 @@ class DenseSchur(SchurSolver):
                 return None
         with self.timer.phase("solve"):
             return scipy.linalg.cho_solve(factor, self.rhs, check_finite=False)
+
+
+def sparse_schur_flops(c: StructureCounts) -> dict:
+    """CHOLMOD's factorization and solve of S, and the Schur phases."""
+    return {**cholmod_factor_flops(c), **schur_flops(c)}
+
+
+def dense_schur_flops(c: StructureCounts) -> dict:
+    """Dense factorization and solve of S, and the Schur phases."""
+    return {**dense_factor_flops(c), **schur_flops(c)}
+
+
+SPARSE_SCHUR = LinearSolverSpec(
+    name="sparse_schur", solver=SparseSchur, summary="Schur complement S factored by CHOLMOD",
+    memory=schur_memory.sparse_schur_memory, model_flops=sparse_schur_flops, uses_schur=True, uses_cholmod=True,
+    options=("ordering", "factorization"))
+DENSE_SCHUR = LinearSolverSpec(
+    name="dense_schur", solver=DenseSchur, summary="Schur complement S factored densely by LAPACK (few kept blocks)",
+    memory=schur_memory.dense_schur_memory, model_flops=dense_schur_flops, uses_schur=True, dense_factor=True)

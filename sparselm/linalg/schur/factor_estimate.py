@@ -7,12 +7,14 @@ too large.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 
+from sparselm.core.covisibility import covisibility
+from sparselm.core.layout import Layout
 from sparselm.linalg.cholmod import CholmodFactor
 
 
@@ -119,3 +121,26 @@ def estimate_factor_nnz(solver_or_pattern, ordering: Optional[str] = None, cap: 
     block_size = np.empty(nb, dtype=np.int64)
     block_size[col_blk[diag]] = pattern.target_ncol[pattern.target_of_key[np.flatnonzero(diag)]]
     return block_factor_nnz(row_blk, col_blk, block_size, ordering, cap)
+
+
+def schur_block_pattern(layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
+    """(row, col) kept-block pairs, row >= col, that share an eliminated block: the block pattern of
+    lower(S) beyond U's own blocks (:func:`sparselm.core.covisibility.covisibility` of the layout)."""
+    n_f = layout.n_reduced_blocks
+    n_e = layout.n_blocks - n_f
+    kept, eliminated = [], []
+    for rl in layout.residuals:
+        e = np.where(rl.block >= n_f, rl.block - n_f, -1).max(axis=1)
+        for j in range(rl.block.shape[1]):
+            f = rl.block[:, j]
+            ok = (f >= 0) & (f < n_f) & (e >= 0)
+            eliminated.append(e[ok])
+            kept.append(f[ok])
+    co = sp.tril(covisibility(np.concatenate(kept), np.concatenate(eliminated), n_f, n_e)).tocoo()
+    return co.row.astype(np.int64), co.col.astype(np.int64)
+
+
+def estimate_schur_factor(layout: Layout, ordering: str = "amd") -> dict:
+    """:func:`block_factor_nnz` of the reduced matrix S of ``layout`` (see there for the keys)."""
+    rows, cols = schur_block_pattern(layout)
+    return block_factor_nnz(rows, cols, layout.block_size[:layout.n_reduced_blocks], ordering)

@@ -56,7 +56,9 @@ import numba
 import numpy as np
 
 from sparselm.core.layout import slot_pairs
-from sparselm.linalg.base import LinearSolution
+from sparselm.linalg.base import LinearSolution, LinearSolverSpec
+from sparselm.linalg.flops import schur_flops
+from sparselm.linalg.schur.memory import iterative_schur_memory
 from sparselm.linalg.schur.direct import SchurSolver
 from sparselm.linalg.schur.kernels import back_substitute
 from sparselm.linalg.schur.pcg import (apply_block_inverse, cg_direction, cg_update, chunk_by_work, csr_matvec_dot,
@@ -300,3 +302,10 @@ class IterativeSchur(SchurSolver):
                  total_cg_iterations=self.total_cg_iterations, nnz_matvec=int(self._it_src.shape[0]))
         return d
 
+
+SPEC = LinearSolverSpec(
+    name="iterative_schur", solver=IterativeSchur,
+    summary="preconditioned conjugate gradients on S (implicit: S never formed)", memory=iterative_schur_memory,
+    model_flops=schur_flops, uses_schur=True,
+    options=("preconditioner", "schur_variant", "cg_termination", "min_cg_iterations", "max_cg_iterations",
+             "cg_tolerance"))

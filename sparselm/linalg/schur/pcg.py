@@ -4,8 +4,7 @@ preconditioner blocks (one pass over the eliminated blocks, per-chunk private ou
 a fixed order), the CG vector updates, and the symmetric CSR form of lower(S) for the explicit
 variant. The math is in the :mod:`sparselm.linalg.schur.iterative` docstring.
 
-The small dense helpers are plain ``njit`` functions called from the kernels, not
-``inline="always"``: numba inlines them well enough and inlining multiplied the compile time.
+The small dense helpers are plain ``njit`` functions called from the kernels (not ``inline="always"``).
 """
 from __future__ import annotations
 
@@ -76,7 +75,8 @@ def implicit_kernels(kf: int, ke: int):
                   y_work, p_priv, rhs_priv, failures):
         """Per e-block p (chunked, one chunk per thread): v_inv[p] = (V_p + D_p)^-1, vg[p] = v_inv[p] g_p;
         per cell a of p: rhs_priv[ch, f(a)] += W_a vg_p and (schur_jacobi) p_priv[ch, f(a)] += W_a V_p^-1 W_a^T
-        (lower triangle). No allocation inside prange (DESIGN.md): scratch comes in per chunk."""
+        (lower triangle). No allocation inside prange (numba may hoist it out of the loop and share it
+        between threads): scratch comes in per chunk."""
         for ch in numba.prange(chunk_e.shape[0] - 1):
             failures[ch] = 0
             rp = rhs_priv[ch]

@@ -21,7 +21,7 @@ from sparselm import ResidualType
 from sparselm.bal.camera import BAL_REPROJECTION
 from sparselm.bal.synthetic import synthetic_problem
 from sparselm.core.evaluator import Evaluator
-from sparselm.linalg import SOLVERS, LinearSolverOptions
+from sparselm.linalg import LinearSolverOptions, registry
 from sparselm.linalg.cholmod import CholmodFactor
 from sparselm.linalg.schur.factor_estimate import block_factor_nnz, estimate_factor_nnz
 from sparselm.linalg.schur.iterative import IterativeSchur
@@ -173,7 +173,7 @@ class Linearised:
         if name == "iterative_schur":
             s = IterativeSchur(self.layout, self.evaluator, self.timer, opts, variant=variant, termination=termination)
         else:
-            s = SOLVERS[name](self.layout, self.evaluator, self.timer, opts)
+            s = registry.get(name).solver(self.layout, self.evaluator, self.timer, opts)
         s.linearize()
         return s
 
@@ -404,7 +404,6 @@ def test_options_are_validated():
     assert s.variant == "explicit" and s.info()["variant"] == "explicit"
 
 
-@pytest.mark.skipif("iterative_schur" not in SOLVERS, reason="iterative_schur not registered in linalg.SOLVERS yet")
 @pytest.mark.parametrize("name", ["sparse_schur", "dense_schur", "iterative_schur"])
 def test_solve_reports_linear_solver_iterations(name):
     problem = ba_problem(n_cameras=8, n_points=100, seed=13)
