@@ -69,6 +69,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import numbers
 import time
 
 import numpy as np
@@ -145,7 +146,10 @@ def _check_f_scale(f_scale) -> float:
 def _check_tolerance(tol, name):
     if tol is None:
         return 0.0
-    tol = float(tol)
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a non-negative number, got {tol!r}") from None
     if not (tol >= 0):
         raise ValueError(f"`{name}` must be non-negative, got {tol}")
     return tol
@@ -265,7 +269,8 @@ def least_squares(fun, x0, jac="2-point", *, bounds=(-np.inf, np.inf), method="t
         raise ValueError(f"`loss` must be one of {SCIPY_LOSSES} or a callable.")
     if verbose not in (0, 1, 2):
         raise ValueError("`verbose` must be in [0, 1, 2].")
-    if max_nfev is not None and max_nfev <= 0:
+    if max_nfev is not None and (isinstance(max_nfev, (bool, str, bytes)) or not isinstance(max_nfev, numbers.Real)
+                                 or not max_nfev > 0):
         raise ValueError("`max_nfev` must be None or positive integer.")
     if not (callable(jac) or jac in ("2-point", "3-point", "cs")):
         raise ValueError("`jac` must be '2-point', '3-point', 'cs' or callable.")
@@ -304,6 +309,9 @@ def least_squares(fun, x0, jac="2-point", *, bounds=(-np.inf, np.inf), method="t
     ev = MatrixEvaluator(m, n, loss, f_scale, whitening, timer)
     if callable(loss):
         callable_loss_terms(loss, f_scale, f)  # shape check up front, as scipy
+    if not math.isfinite(ev.cost_of(f)):
+        raise ValueError(f"The cost at `x0` overflows the float64 range (1/2 sum of {m} squared weighted residuals, "
+                         f"the largest |f| being {float(np.max(np.abs(f))):.3g}): rescale `fun` or `sigma`")
 
     with contextlib.ExitStack() as stack:
         fd = None
