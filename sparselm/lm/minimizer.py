@@ -87,10 +87,7 @@ class Minimizer:
                     if not math.isfinite(trial_cost):
                         trial_cost = math.inf
                     cost_change = cost - trial_cost
-                    ratio = cost_change / model_change
-                    if math.isfinite(cost_change) and not math.isfinite(ratio):
-                        reason = (f"gain ratio {cost_change:.3e} / {model_change:.3e} is not finite (the model "
-                                  "decrease is below the resolution of the cost)")
+                    ratio, reason = self.gain_ratio(cost_change, model_change)
                 if reason is not None:
                     invalid_in_row += 1
                     summary.invalid_steps += 1
@@ -160,6 +157,17 @@ class Minimizer:
         self.linear_solver.linearize()
         self.evaluator.check_linearization_finite(cost)
         return cost
+
+    @staticmethod
+    def gain_ratio(cost_change: float, model_change: float):
+        """(actual / predicted decrease, None), or (ratio, why the step is invalid) when a finite cost
+        change over the positive model decrease overflows: the model then predicts nothing measurable.
+        An infinite cost change (a trial where the cost is not finite) gives ratio -inf: unsuccessful."""
+        ratio = cost_change / model_change
+        if math.isfinite(cost_change) and not math.isfinite(ratio):
+            return ratio, (f"gain ratio {cost_change:.3e} / {model_change:.3e} is not finite (the model "
+                           "decrease is below the resolution of the cost)")
+        return ratio, None
 
     @staticmethod
     def _invalid_step_reason(solution, model_change: float, step_norm: float) -> Optional[str]:

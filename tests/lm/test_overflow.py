@@ -169,6 +169,17 @@ def test_invalid_step_records_say_why():
     assert summary.termination == "failure" and invalid[-1].invalid_reason in summary.message
 
 
+def test_gain_ratio_that_overflows_makes_the_step_invalid():
+    """A finite cost change over a denormal model decrease overflows the ratio: the step is invalid, with a
+    reason; an infinite cost change (non-finite trial) stays an ordinary unsuccessful step (-inf)."""
+    from sparselm.lm.minimizer import Minimizer
+
+    ratio, reason = Minimizer.gain_ratio(1.0, 5e-324)
+    assert ratio == math.inf and "gain ratio" in reason and "not finite" in reason
+    assert Minimizer.gain_ratio(-math.inf, 1.0) == (-math.inf, None)
+    assert Minimizer.gain_ratio(0.5, 1.0) == (0.5, None)
+
+
 # -- extreme but accepted inputs are solved correctly ----------------------------------------------------------------
 
 @pytest.mark.parametrize("scale, options", [
