@@ -6,7 +6,8 @@ linear solve fails or whose model decrease is not positive is *invalid* (more da
 decreasing steps are accepted, so the point held is always the best seen. Termination tests:
 
     gradient      max |J^T r| <= gradient_tolerance                      (after a linearisation)
-    parameter     |step| <= parameter_tolerance * (|x| + parameter_tolerance)
+    parameter     |step| <= parameter_tolerance * (|x| + parameter_tolerance), and the same for every
+                  parameter block (one huge coordinate must not mask the steps of all others)
     function      |cost change| <= function_tolerance * cost
     radius        trust-region radius below min_trust_region_radius
     limits        max_iterations, max_time_s; a callback returning True; Ctrl-C
@@ -30,7 +31,7 @@ from sparselm.linalg.base import LinearSolver
 from sparselm.lm.options import SolverOptions
 from sparselm.lm.strategy import LevenbergMarquardtStrategy
 from sparselm.lm.summary import TABLE_HEADER, IterationRecord, Summary
-from sparselm.util.numerics import combined_norm, stable_norm
+from sparselm.util.numerics import combined_norm, stable_norm, unit_rows
 
 
 class Minimizer:
@@ -107,7 +108,7 @@ class Minimizer:
                 invalid_in_row = 0
                 x_norm = self._free_norm(values)
                 threshold = o.parameter_tolerance * (x_norm + o.parameter_tolerance)
-                if math.isfinite(threshold) and step_norm <= threshold:
+                if math.isfinite(threshold) and step_norm <= threshold and self._every_block_moves_little(values, step):
                     # As Ceres: the step is not taken and the iteration is not recorded.
                     return self._stop(summary, "convergence", f"Parameter tolerance reached: |step| {step_norm:.3e} <= "
                                       f"{threshold:.3e}.")
@@ -157,6 +158,22 @@ class Minimizer:
         self.linear_solver.linearize()
         self.evaluator.check_linearization_finite(cost)
         return cost
+
+    def _every_block_moves_little(self, values: Dict[str, np.ndarray], step: np.ndarray) -> bool:
+        """The parameter test block by block: |step_b| <= parameter_tolerance * (|x_b| + parameter_tolerance)
+        for every free block b, so that one huge coordinate (a BAL point at 1e150) cannot make |x| so large
+        that the global test passes while every other block still moves."""
+        tolerance = self.options.parameter_tolerance
+        layout = self.evaluator.layout
+        for name, ids in layout.block_id.items():
+            free = ids >= 0
+            if not free.any():
+                continue
+            first, size = int(layout.block_col[ids[free][0]]), int(layout.block_size[ids[free][0]])
+            step_rows = step[first:first + int(free.sum()) * size].reshape(-1, size)
+            if np.any(unit_rows(step_rows)[1] > tolerance * (unit_rows(values[name][free])[1] + tolerance)):
+                return False
+        return True
 
     @staticmethod
     def gain_ratio(cost_change: float, model_change: float):

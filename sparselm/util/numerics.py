@@ -55,3 +55,16 @@ def magnitude_message(value: float) -> str:
     """Why ``value`` is refused, for error messages."""
     return (f"value {value:.6g} is beyond +-{MAX_MAGNITUDE:g}, the largest magnitude sparselm accepts "
             "(its square would leave the float64 range)")
+
+
+def unit_rows(vectors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(rows scaled to unit length, their norms), without overflow or underflow: each row is divided by
+    its largest magnitude before its norm is taken, so (0, 0, 1e200, 1e200) becomes (0, 0, 0.707, 0.707)
+    instead of zeros. Rows of norm 0 stay 0 (norm 0); a row holding NaN has norm NaN."""
+    v = np.asarray(vectors, dtype=np.float64)
+    largest = np.max(np.abs(v), axis=1, keepdims=True) if v.shape[1] else np.zeros((v.shape[0], 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.where(largest > 0.0, v / np.where(largest > 0.0, largest, 1.0), 0.0)
+        lengths = np.linalg.norm(scaled, axis=1, keepdims=True)
+        unit = np.where(lengths > 0.0, scaled / np.where(lengths > 0.0, lengths, 1.0), 0.0)
+    return unit, (largest * lengths)[:, 0]

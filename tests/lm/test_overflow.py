@@ -2,7 +2,8 @@
 
 The reported case: a BAL point at 1e200 made |x|^2 overflow, the parameter-tolerance test passed
 against |x| = inf ("|step| 3.1e+02 <= inf") and ``sparselm solve`` reported convergence after 0
-iterations. Now |x| and |step| are overflow-safe norms (sparselm.util.numerics), values beyond
+iterations. Now |x| and |step| are overflow-safe norms (sparselm.util.numerics, tested in
+tests/util/test_numerics.py), values beyond
 +-1e150 are refused where they enter (BAL reader, Problem groups, weights, least_squares' x0) with a
 message naming them, a cost / gradient that overflows at the start is a NonFiniteError naming the
 residual group and at a trial point an unsuccessful step. Extreme but accepted inputs (1e-300,
@@ -10,7 +11,6 @@ denormals, -0.0, 1e150) are solved, with the reported cost equal to an independe
 """
 from __future__ import annotations
 
-import decimal
 import math
 import subprocess
 import sys
@@ -22,25 +22,6 @@ import sparselm
 from sparselm import ResidualType
 from sparselm.bal import build_problem, read_bal, synthetic_problem, write_bal
 from sparselm.residuals import library
-from sparselm.util.numerics import MAX_MAGNITUDE, combined_norm, stable_norm
-
-
-# -- the overflow-safe norms ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("values", [np.array([3.0, 4.0]), np.array([1e200, 1e200]), np.array([1e-300, -1e-300, 0.0]),
-                                    np.array([5e-324, 0.0]), np.array([-0.0]), np.array([]), np.full(7, 1e307)])
-def test_stable_norm_agrees_with_a_high_precision_reference(values):
-    with decimal.localcontext() as context:
-        context.prec = 60
-        exact = float(sum((decimal.Decimal(float(v)) ** 2 for v in values), decimal.Decimal(0)).sqrt())
-    assert stable_norm(values) == pytest.approx(exact, rel=1e-14, abs=0.0)
-    assert combined_norm([stable_norm(values), 0.0]) == stable_norm(values)
-
-
-def test_stable_norm_of_nan_and_beyond_dbl_max():
-    assert math.isnan(stable_norm(np.array([1.0, np.nan])))
-    assert stable_norm(np.array([1.7e308, 1.7e308])) == math.inf  # the norm itself exceeds DBL_MAX
-    assert np.linalg.norm(np.array([1e200, 1e200])) == math.inf  # what the old |x| computed
 
 
 # -- the reported case: a BAL point at 1e200 ----------------------------------------------------------------
@@ -71,13 +52,15 @@ def test_bal_point_at_1e200_through_the_cli_is_an_input_error_not_convergence(tm
     assert "parameter group 'points'" in proc.stderr and "beyond +-1e+150" in proc.stderr
 
 
-def test_bal_point_at_1e150_is_accepted_and_never_falsely_converged_by_overflow(tmp_path):
-    """At the limit nothing overflows: the solve either improves the cost or stops honestly."""
+def test_bal_point_at_1e150_is_accepted_and_does_not_mask_the_other_steps(tmp_path):
+    """At the limit nothing overflows, but |x| ~ 1e150 would still make the global parameter test pass for
+    any step (|step| ~ 1e3 <= 1e-8 * 1e150): the test also holds block by block, so the solve goes on and
+    the other cameras and points improve (the first step alone used to be refused as 'converged')."""
     bal = read_bal(_bal_with_point_at(tmp_path, 1e150))
     problem = build_problem(bal)
     summary = sparselm.solve(problem, max_iterations=10)
-    assert math.isfinite(summary.final_cost) and summary.final_cost <= summary.initial_cost
-    assert "inf" not in summary.message
+    assert summary.successful_steps > 0 and summary.final_cost < 0.5 * summary.initial_cost
+    assert not summary.message.startswith("Parameter tolerance reached") or summary.n_iterations > 1
 
 
 # -- parameter values and weights beyond the range are refused by name --------------------------------------------
