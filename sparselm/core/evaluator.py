@@ -209,6 +209,21 @@ class Evaluator:
         raise NonFiniteError(f"residual group {rg.name!r}: instance {i} ({blocks}) has a non-finite residual or "
                              f"Jacobian ({int(bad.sum())} instances in all)")
 
+    def check_linearization_finite(self, cost: float) -> None:
+        """Raise NonFiniteError unless the cost, the gradient J^T r and diag(J^T J) of the last
+        linearisation are finite: with finite residuals and Jacobians they still overflow when their
+        products or sums leave the float64 range. The message names the residual group with the
+        largest whitened residual or Jacobian entry."""
+        if math.isfinite(cost) and np.isfinite(self.gradient).all() and np.isfinite(self.column_norms).all():
+            return
+        what = "the cost" if not math.isfinite(cost) else "the gradient J^T r or diag(J^T J)"
+        largest = [(float(np.max(np.abs(res), initial=0.0)), float(np.max(np.abs(jac), initial=0.0)))
+                   for res, jac in zip(self.residuals, self.jacobians)]
+        g = int(np.argmax([r * max(j, 1.0) for r, j in largest]))
+        raise NonFiniteError(f"{what} overflows the float64 range: residual group "
+                             f"{self.problem.residual_groups[g].name!r} has whitened residuals up to "
+                             f"{largest[g][0]:.3g} and Jacobian entries up to {largest[g][1]:.3g}")
+
     def model_cost_change(self, step: np.ndarray) -> float:
         """Decrease of the linear model, L(0) - L(step) = -(J step)^T (r + J step / 2)."""
         lay = self.layout

@@ -15,6 +15,14 @@ parameter tolerance: the trial is neither taken nor recorded); then the acceptan
 relinearisation of an accepted trial, the record, ``after_trial`` (function and gradient tests,
 scipy's statuses); a trust radius below its minimum; the callbacks (before ``after_trial`` where the
 termination says ``callbacks_first``, as scipy calls its callback). Ctrl-C keeps the best point.
+
+Every quantity these tests and the acceptance decide on is finite or the iteration does not count:
+|x| and |step| are overflow-safe norms (:mod:`sparselm.util.numerics`), so the parameter test can
+never pass against an infinite |x|, and Ceres' parameter test must also hold block by block (one
+huge coordinate must not mask the steps of all others); a linearisation whose cost, gradient or
+diag(J^T J) is not finite raises NonFiniteError (refused at the start, an unsuccessful step at a
+trial point); a step whose norm, model decrease or gain ratio is not finite is invalid, and its
+record says why.
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ from sparselm.lm.options import SolverOptions
 from sparselm.lm.strategy import LevenbergMarquardtStrategy
 from sparselm.lm.summary import TABLE_HEADER, IterationRecord, Summary
 from sparselm.lm.termination import CeresTermination, Stop
+from sparselm.util.numerics import combined_norm, stable_norm, unit_rows
 
 #: re-solves with more damping per iteration to bring a step near the trust radius (scipy front door)
 FIT_RADIUS_SOLVES = 3
@@ -57,11 +66,9 @@ class Minimizer:
         self.best_values: Optional[Dict[str, np.ndarray]] = None
 
     def _free_norm(self, values: Dict[str, np.ndarray]) -> float:
-        total = 0.0
-        for name, ids in self.evaluator.layout.block_id.items():
-            v = values[name]
-            total += float(np.sum(v * v)) if (ids >= 0).all() else float(np.sum(v[ids >= 0] ** 2))
-        return math.sqrt(total)
+        """|x| over the free parameter blocks, without overflow."""
+        return combined_norm(stable_norm(values[name] if (ids >= 0).all() else values[name][ids >= 0])
+                             for name, ids in self.evaluator.layout.block_id.items())
 
     def _optimality(self, values) -> float:
         g = self.evaluator.gradient
@@ -106,18 +113,25 @@ class Minimizer:
                 else:
                     step = sc.shape(values, step)
                     model_change = ev.model_cost_change(step)
-                valid = solution.ok and math.isfinite(model_change) and model_change > 0.0
-                if not valid:
+                step_norm = stable_norm(step) if solution.ok else math.nan
+                reason = self._invalid_step_reason(solution, model_change, step_norm)
+                if reason is None:
+                    ev.apply_step(values, step, trial)
+                    trial_cost = ev.cost_at(trial)
+                    if not math.isfinite(trial_cost):
+                        trial_cost = math.inf
+                    cost_change = cost - trial_cost
+                    ratio, reason = self.gain_ratio(cost_change, model_change)
+                if reason is not None:
                     invalid_in_row += 1
                     summary.invalid_steps += 1
                     summary.unsuccessful_steps += 1
                     tr.step_rejected()
                     if sc is not None:
                         sc.invalid()
-                    reason = solution.message or f"model cost change {model_change:.3e} is not positive"
                     self._record(summary, IterationRecord(iteration, cost, 0.0, grad_norm, 0.0, 0.0, tr.radius,
                                                           solution.iterations, time.perf_counter() - t_iter,
-                                                          time.perf_counter() - start_time, False, False))
+                                                          time.perf_counter() - start_time, False, False, reason))
                     if invalid_in_row > o.max_consecutive_invalid_steps:
                         return self._stop(summary, Stop("failure", f"{invalid_in_row} consecutive invalid steps "
                                                                    f"(last: {reason})."))
@@ -127,17 +141,10 @@ class Minimizer:
                         return
                     continue
                 invalid_in_row = 0
-                step_norm = float(np.linalg.norm(step))
-                ev.apply_step(values, step, trial)
-                trial_cost = ev.cost_at(trial)
-                if not math.isfinite(trial_cost):
-                    trial_cost = math.inf
                 x_norm = self._free_norm(values)
                 stop = term.before_judging(step_norm, x_norm)
-                if stop is not None:
+                if stop is not None and self._every_block_moves_little(values, step):
                     return self._stop(summary, stop)
-                cost_change = cost - trial_cost
-                ratio = cost_change / model_change
                 success = ratio > o.min_relative_decrease if o.damping != "gauss_newton" else cost_change > 0
                 success = term.judge(cost, cost_change, ratio, step_norm, x_norm, success)
                 if success:
@@ -210,9 +217,48 @@ class Minimizer:
     def _linearize(self, values) -> float:
         cost = self.evaluator.linearize(values, gradient=not self.linear_solver.provides_gradient)
         self.linear_solver.linearize()
+        self.evaluator.check_linearization_finite(cost)
         if self.step_control is not None:
             self.step_control.linearized(self.evaluator.column_norms)
         return cost
+
+    def _every_block_moves_little(self, values: Dict[str, np.ndarray], step: np.ndarray) -> bool:
+        """The parameter test block by block: |step_b| <= parameter_tolerance * (|x_b| + parameter_tolerance)
+        for every free block b, so that one huge coordinate (a BAL point at 1e150) cannot make |x| so large
+        that the global test passes while every other block still moves."""
+        tolerance = self.options.parameter_tolerance
+        layout = self.evaluator.layout
+        for name, ids in layout.block_id.items():
+            free = ids >= 0
+            if not free.any():
+                continue
+            first, size = int(layout.block_col[ids[free][0]]), int(layout.block_size[ids[free][0]])
+            step_rows = step[first:first + int(free.sum()) * size].reshape(-1, size)
+            if np.any(unit_rows(step_rows)[1] > tolerance * (unit_rows(values[name][free])[1] + tolerance)):
+                return False
+        return True
+
+    @staticmethod
+    def gain_ratio(cost_change: float, model_change: float):
+        """(actual / predicted decrease, None), or (ratio, why the step is invalid) when a finite cost
+        change over the positive model decrease overflows: the model then predicts nothing measurable.
+        An infinite cost change (a trial where the cost is not finite) gives ratio -inf: unsuccessful."""
+        ratio = cost_change / model_change
+        if math.isfinite(cost_change) and not math.isfinite(ratio):
+            return ratio, (f"gain ratio {cost_change:.3e} / {model_change:.3e} is not finite (the model "
+                           "decrease is below the resolution of the cost)")
+        return ratio, None
+
+    @staticmethod
+    def _invalid_step_reason(solution, model_change: float, step_norm: float) -> Optional[str]:
+        """Why the linear solution cannot be used as a step, or None when it can."""
+        if not solution.ok:
+            return solution.message or "the linear solve failed"
+        if not math.isfinite(step_norm):
+            return f"step norm {step_norm:.3e} is not finite"
+        if not (math.isfinite(model_change) and model_change > 0.0):
+            return f"model cost change {model_change:.3e} is not positive and finite"
+        return None
 
     def _model_cost_change(self, solution, diagonal) -> float:
         """L(0) - L(step) of the model L(d) = 1/2 |r + J d|^2.

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.optimize import Bounds
 
 from sparselm.scipy_api.jacobian import EPS
+from sparselm.util.numerics import MAX_MAGNITUDE
 SCIPY_LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
 METHODS = ("trf", "lm")
 DAMPINGS = ("marquardt", "levenberg", "gauss_newton")
@@ -67,7 +68,10 @@ def check_tolerances(ftol, xtol, gtol, method):
     def check(tol, name):
         if tol is None:
             return 0.0
-        tol = float(tol)
+        try:
+            tol = float(tol)
+        except (TypeError, ValueError):
+            raise ValueError(f"`{name}` must be a non-negative number, got {tol!r}") from None
         if not tol >= 0:
             raise ValueError(f"`{name}` must be non-negative, got {tol}")
         if tol < EPS:
@@ -81,6 +85,18 @@ def check_tolerances(ftol, xtol, gtol, method):
     if ftol < EPS and xtol < EPS and gtol < EPS:
         raise ValueError(f"At least one of the tolerances must be higher than machine epsilon ({EPS:.2e}).")
     return ftol, xtol, gtol
+
+
+def check_f_scale(f_scale) -> float:
+    """``f_scale`` as a float: positive, and its square neither overflowing nor underflowing."""
+    try:
+        value = float(f_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"`f_scale` must be a positive number, got {f_scale!r}") from None
+    if not (1.0 / MAX_MAGNITUDE <= value <= MAX_MAGNITUDE):
+        raise ValueError(f"`f_scale` must be positive, between {1.0 / MAX_MAGNITUDE:g} and {MAX_MAGNITUDE:g}; "
+                         f"got {value}")
+    return value
 
 
 def check_x_scale(x_scale, n: int, method: str):

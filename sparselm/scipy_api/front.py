@@ -55,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import numbers
 import time
 import warnings
 
@@ -82,6 +83,7 @@ from sparselm.scipy_api.lsmr_step import LsmrStep
 from sparselm.scipy_api.objective import POINT, VectorObjective
 from sparselm.scipy_api.weighting import whitening_operator
 from sparselm.util import threads
+from sparselm.util.numerics import first_beyond, magnitude_message
 from sparselm.util.timing import PhaseTimer
 
 __all__ = ["least_squares", "TERMINATION_MESSAGES"]
@@ -161,6 +163,7 @@ def _callable_jacobian(jac, args, kwargs, x0, j0, ev, timer, check):
     return jacobian_at
 
 
+@threads.one_solve_at_a_time
 def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf", ftol=1e-8, xtol=1e-8, gtol=1e-8,
                   x_scale=None, loss="linear", f_scale=1.0, diff_step=None, tr_solver=None, tr_options=None,
                   jac_sparsity=None, max_nfev=None, verbose=0, args=(), kwargs=None, callback=None, workers=None, *,
@@ -193,7 +196,8 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
     arguments.check_loss(loss, method)
     if verbose not in (0, 1, 2):
         raise ValueError("`verbose` must be in [0, 1, 2].")
-    if max_nfev is not None and max_nfev <= 0:
+    if max_nfev is not None and (isinstance(max_nfev, (bool, str, bytes)) or not isinstance(max_nfev, numbers.Real)
+                                 or not max_nfev > 0):
         raise ValueError("`max_nfev` must be None or positive integer.")
     if linear_solver not in API_LINEAR_SOLVERS:
         raise ValueError(f"`linear_solver`: unknown {linear_solver!r}; choose one of {', '.join(API_LINEAR_SOLVERS)}")
@@ -206,14 +210,17 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
     x = np.atleast_1d(np.asarray(x0)).astype(float)
     if x.ndim > 1:
         raise ValueError("`x0` must have at most 1 dimension.")
+    if x.size == 0:
+        raise ValueError("`x0` must have at least one element.")
+    beyond = first_beyond(x)
+    if beyond is not None:
+        raise ValueError(f"`x0`: {magnitude_message(x[beyond])}, at index {beyond[0]}")
     n = x.size
     lb, ub = arguments.prepare_bounds(bounds, x, method)
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
     scale = arguments.check_x_scale(x_scale, n, method)
     ftol, xtol, gtol = arguments.check_tolerances(ftol, xtol, gtol, method)
-    f_scale = float(f_scale)
-    if not (math.isfinite(f_scale) and f_scale > 0):
-        raise ValueError("`f_scale` must be positive.")
+    f_scale = arguments.check_f_scale(f_scale)
     damping_used, fixed_diagonal = arguments.resolve_damping(x_scale, damping, n)
     kwargs = kwargs or {}
     if method == "lm" and callback is not None:
@@ -252,6 +259,9 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
     ev = (OperatorEvaluator if operator else MatrixEvaluator)(m, n, loss, f_scale, whitening, timer)
     if callable(loss):
         callable_loss_terms(loss, f_scale, f)  # shape check up front, as scipy
+    if not math.isfinite(ev.cost_of(f)):
+        raise ValueError(f"The cost at `x0` overflows the float64 range (1/2 sum of {m} squared weighted residuals, "
+                         f"the largest |f| being {float(np.max(np.abs(f))):.3g}): rescale `fun` or `sigma`")
     finite_differences = not callable(jac)
     if finite_differences and jac_sparsity is not None and method == "lm":
         raise ValueError("method='lm' does not support `jac_sparsity`.")

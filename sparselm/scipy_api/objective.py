@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from sparselm.core.evaluator import NonFiniteError
 from sparselm.scipy_api.evaluator import MatrixEvaluator
 from sparselm.util.timing import PhaseTimer
 
@@ -73,6 +74,14 @@ class VectorObjective:
             cost = self.matrix.linearize(f)
         self.x, self.f = x.copy(), f
         return cost
+
+    def check_linearization_finite(self, cost: float) -> None:
+        """Raise NonFiniteError unless the cost, J^T f and diag(J^T J) of the last linearisation are finite
+        (they overflow when finite residuals and Jacobian entries are too large together)."""
+        if math.isfinite(cost) and np.isfinite(self.gradient).all() and np.isfinite(self.column_norms).all():
+            return
+        raise NonFiniteError(f"the cost or the gradient of `fun` overflows the float64 range (largest |f| "
+                             f"{float(np.max(np.abs(self.f))):.3g})")
 
     def apply_step(self, values, step: np.ndarray, out) -> None:
         """out['x'] = x + step, clipped to the bounds (a projected step may round past them)."""
