@@ -1,6 +1,7 @@
 """Shared fixtures: tight solver options, a seeded RNG, numpy references of the model residuals,
 and a random sparse 2-D graph problem (linear offsets + nonlinear ranges + priors) with its
-numpy residual function and sparse Jacobian for scipy; ``g2o_file``, the real pose graphs."""
+numpy residual function and sparse Jacobian for scipy; ``bal_data``, the folder of real BAL files
+($SPARSELM_DATA); ``g2o_file``, the real pose graphs."""
 from __future__ import annotations
 
 import os
@@ -149,6 +150,21 @@ def values_vector(problem: sparselm.Problem) -> np.ndarray:
 @pytest.fixture
 def flat_values():
     return values_vector
+
+
+@pytest.fixture(scope="session")
+def bal_data() -> Path:
+    """$SPARSELM_DATA as a Path; skips when unset, fails instead when SPARSELM_REQUIRE_DATA=1."""
+    folder = os.environ.get("SPARSELM_DATA")
+    if not folder:
+        message = "SPARSELM_DATA is not set: no real BAL files to test against"
+        if os.environ.get("SPARSELM_REQUIRE_DATA") == "1":
+            pytest.fail(message + " (and SPARSELM_REQUIRE_DATA=1)")
+        pytest.skip(message)
+    path = Path(folder)
+    if not path.is_dir():
+        pytest.fail(f"SPARSELM_DATA={folder} is not a directory")
+    return path
 
 
 def g2o_folder() -> Path:

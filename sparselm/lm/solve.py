@@ -24,13 +24,15 @@ from sparselm.util import threads
 from sparselm.util.timing import PhaseTimer
 
 
+@threads.one_solve_at_a_time
 def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -> Summary:
     """Minimise ``problem`` with Levenberg-Marquardt; the solution is written into its groups' values.
 
     Options come as a SolverOptions or as keyword arguments (names as in SolverOptions).
     Returns a :class:`Summary`; it raises only for invalid input (ValueError), a non-finite
     residual at the starting point (NonFiniteError) or a problem that cannot fit in memory
-    (InsufficientMemoryError, before anything big is allocated).
+    (InsufficientMemoryError, before anything big is allocated). Solves from several threads run
+    one at a time (see :mod:`sparselm.util.threads`).
     """
     if options is None:
         options = SolverOptions.from_kwargs(**kwargs)

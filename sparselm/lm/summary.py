@@ -21,7 +21,8 @@ TABLE_HEADER = (f"{'iter':>4} {'cost':>13} {'cost_change':>11} {'|gradient|':>10
 
 @dataclass
 class IterationRecord:
-    """One LM iteration (accepted or not). Times in seconds; total_time_s counts from the start."""
+    """One LM iteration (accepted or not). Times in seconds; total_time_s counts from the start.
+    ``invalid_reason`` says why an invalid step (``step_is_valid`` False) could not be used."""
 
     iteration: int
     cost: float
@@ -35,6 +36,7 @@ class IterationRecord:
     total_time_s: float
     step_is_successful: bool
     step_is_valid: bool = True
+    invalid_reason: str = ""
 
     def row(self) -> str:
         """This record as a row of the Ceres-style iteration table."""
