@@ -1,14 +1,13 @@
 """Pose covariances in COLMAP's convention, from :func:`sparselm.covariance` of a COLMAP problem.
 
-sparselm steps each image's pose as (w, t): the rotation vector w of cam_from_world and its
-translation t, added to directly (see :mod:`sparselm.colmap.problem`). COLMAP (pycolmap's
-``BACovariance.get_cam_cov_from_world``) reports the 6x6 covariance of cam_from_world in the tangent
-of its own parameterisation, rotation first: Ceres' quaternion manifold perturbs the rotation on
-the left by the unit quaternion [cos|d|, sin|d| d/|d|], a rotation by the vector 2 d, and adds to
-the translation. With Exp(w + dw) = Exp(J_l(w) dw) Exp(w) to first order (J_l the left Jacobian of
-SO(3): I + (1 - cos a)/a^2 [w]x + (a - sin a)/a^3 [w]x^2, a = |w|),
+sparselm steps each image's pose (q, t) of cam_from_world on SO(3) x R^3 (see
+:mod:`sparselm.colmap.problem`): R <- R Exp(dw), the rotation perturbed on the right by dw in the
+camera frame, t <- t + dt. COLMAP (pycolmap's ``BACovariance.get_cam_cov_from_world``) reports the
+6x6 covariance of cam_from_world in the tangent of its own parameterisation, rotation first: Ceres'
+quaternion manifold perturbs the rotation on the left by the unit quaternion [cos|d|, sin|d| d/|d|],
+a rotation by the vector 2 d, and adds to the translation. Since R Exp(dw) R^T = Exp(R dw),
 
-    d = 1/2 J_l(w) dw,   Sigma_colmap = A Sigma_(w, t) A^T,   A = diag(1/2 J_l(w), I_3).
+    Exp(2 d) R = R Exp(dw)   <=>   d = 1/2 R dw,      Sigma_colmap = A Sigma_(dw, dt) A^T,   A = diag(1/2 R, I_3).
 """
 from __future__ import annotations
 
@@ -18,15 +17,13 @@ import numpy as np
 
 from sparselm.colmap.problem import ColmapProblem
 from sparselm.covariance.result import Covariance
+from sparselm.manifolds.lie import quaternion_to_matrix
 
 
-def left_jacobian(w: np.ndarray) -> np.ndarray:
-    """J_l(w) (3, 3) of SO(3) for a rotation vector w (radians)."""
-    angle = float(np.linalg.norm(w))
-    k = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
-    if angle < 1e-8:
-        return np.eye(3) + 0.5 * k + k @ k / 6.0
-    return np.eye(3) + (1 - np.cos(angle)) / angle ** 2 * k + (angle - np.sin(angle)) / angle ** 3 * k @ k
+def colmap_rotation_tangent(q: np.ndarray) -> np.ndarray:
+    """(3, 3) map from sparselm's right rotation step dw to COLMAP's left quaternion step d = 1/2 R dw,
+    for a pose quaternion q = (qx, qy, qz, qw) of cam_from_world."""
+    return 0.5 * np.reshape(quaternion_to_matrix(tuple(float(c) for c in q[:4])), (3, 3))
 
 
 def cam_cov_from_world(colmap_problem: ColmapProblem, cov: Covariance) -> Dict[int, np.ndarray]:
@@ -41,6 +38,6 @@ def cam_cov_from_world(colmap_problem: ColmapProblem, cov: Covariance) -> Dict[i
         values = colmap_problem.problem.parameter_groups[group].values
         for index in cov.indices[group]:
             a = np.eye(6)
-            a[:3, :3] = 0.5 * left_jacobian(values[index, :3])
+            a[:3, :3] = colmap_rotation_tangent(values[index, :4])
             out[int(model.image_ids[rows[index]])] = a @ cov.block(group, int(index))[:6, :6] @ a.T
     return out

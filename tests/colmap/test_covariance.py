@@ -7,7 +7,7 @@ import pytest
 
 import sparselm
 from sparselm.colmap import read_model
-from sparselm.colmap.covariance import cam_cov_from_world, left_jacobian
+from sparselm.colmap.covariance import cam_cov_from_world, colmap_rotation_tangent
 from sparselm.colmap.problem import BundleAdjustmentOptions, build_problem
 
 pycolmap = pytest.importorskip("pycolmap")  # the bench extra; CI installs it
@@ -49,12 +49,14 @@ def test_pose_covariances_match_pycolmap(real_model_dir):
         assert np.abs((mine - ref) / scale).max() <= 1e-3, image_id
 
 
-def test_left_jacobian_is_the_derivative_of_the_rotation():
+def test_rotation_tangent_maps_the_right_step_to_colmaps_left_step():
+    """R Exp(dw) = Exp(2 d) R with d = colmap_rotation_tangent(q) dw (to first order in dw)."""
     from scipy.spatial.transform import Rotation
-    w = np.array([0.3, -1.1, 0.7])
+    q = Rotation.from_rotvec([0.3, -1.1, 0.7]).as_quat()  # (qx, qy, qz, qw)
     dw = 1e-6 * np.array([1.0, 2.0, -0.5])
-    lhs = Rotation.from_rotvec(w + dw) * Rotation.from_rotvec(w).inv()
-    assert np.allclose(lhs.as_rotvec(), left_jacobian(w) @ dw, rtol=1e-5, atol=1e-14)
+    rot = Rotation.from_quat(q)
+    left = (rot * Rotation.from_rotvec(dw)) * rot.inv()
+    assert np.allclose(left.as_rotvec(), 2.0 * colmap_rotation_tangent(q) @ dw, rtol=1e-5, atol=1e-14)
 
 
 def test_gauge_free_covariance_where_pycolmap_returns_none(video7_dir):
