@@ -5,6 +5,17 @@ and, for the supernodal method, the supernodes), then numerically refactorised i
 new set of values. A matrix that is not positive definite is reported as ``False`` from
 :meth:`factorize`, never as an exception, so the LM loop can answer it with more damping.
 Only the lower triangle of the CSC matrix given is read.
+
+Simplicial or supernodal. ``mode="auto"`` decides from the factor's shape before any numeric work:
+the simplicial analysis gives the ordering, :func:`sparselm.linalg.symbolic.factor_statistics` the
+column counts c_k of L under it, and the factorization is supernodal only when the flops per entry
+of L, sum c_k^2 / sum c_k, reach :data:`SUPERNODAL_MIN_FLOPS_PER_NNZ` (80). CHOLMOD's own switch is
+40; measured on an Intel Xeon with one BLAS thread (benchmarks/bench_factorization_mode.py, results
+in benchmarks/results/factorization_mode.md) the full normal matrices of BAL problems (3x3 point
+blocks, 41-53 flops per entry) factor 10-38% faster simplicially, the 2-D pose graph intel (17) 2x,
+parking-garage (52) equally fast, while from ~95 on (smallGrid3D, problem-49's J^T J at 133,
+sphere2500 at 253, the Schur complements S of bundle adjustment at 96-294) supernodal is as fast or
+up to 6x faster.
 """
 from __future__ import annotations
 
@@ -14,8 +25,13 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
+from sparselm.linalg.symbolic import FactorStatistics, factor_statistics
+
 ORDERINGS = ("amd", "metis", "nesdis", "natural", "colamd", "best", "default")
 MODES = ("supernodal", "simplicial", "auto")
+
+#: ``mode="auto"`` factors supernodally when sum c_k^2 / sum c_k (c_k: entries of column k of L) is at least this
+SUPERNODAL_MIN_FLOPS_PER_NNZ = 80.0
 
 
 def _cholmod():
@@ -25,7 +41,12 @@ def _cholmod():
 
 
 class CholmodFactor:
-    """Symbolic analysis once, numeric factorization per call, solves with the current factor."""
+    """Symbolic analysis once, numeric factorization per call, solves with the current factor.
+
+    ``mode`` is the method used ("supernodal" or "simplicial"; "auto" resolved as the module says),
+    ``requested_mode`` the one asked for; ``statistics`` (:class:`FactorStatistics`) is set when
+    "auto" had to count the factor, else None.
+    """
 
     def __init__(self, lower: sp.csc_matrix, ordering: str = "amd", mode: str = "supernodal"):
         if ordering not in ORDERINGS:
@@ -34,11 +55,20 @@ class CholmodFactor:
             raise ValueError(f"unknown factorization {mode!r}; choose one of {', '.join(MODES)}")
         cholmod = _cholmod()
         self.ordering = ordering
-        self.mode = mode
+        self.requested_mode = mode
+        self.statistics: FactorStatistics | None = None
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", cholmod.CholmodTypeConversionWarning)
-            self._factor = cholmod.analyze(lower, mode=mode, ordering_method=ordering)
+            if mode == "auto":
+                self._factor = cholmod.analyze(lower, mode="simplicial", ordering_method=ordering)
+                self.statistics = factor_statistics(lower.indptr, lower.indices, self._factor.P())
+                mode = "supernodal" if self.statistics.flops_per_nnz >= SUPERNODAL_MIN_FLOPS_PER_NNZ else "simplicial"
+                if mode == "supernodal":  # the same (deterministic) ordering, now with supernodes
+                    self._factor = cholmod.analyze(lower, mode=mode, ordering_method=ordering)
+            else:
+                self._factor = cholmod.analyze(lower, mode=mode, ordering_method=ordering)
+        self.mode = mode
         self.analysis_seconds = time.perf_counter() - t0
         self.factorized = False
 
@@ -53,6 +83,11 @@ class CholmodFactor:
             except (cholmod.CholmodNotPositiveDefiniteError, cholmod.CholmodWarning, cholmod.CholmodError):
                 self.factorized = False
                 return False
+        if self.mode == "simplicial" and not np.all(self._factor.D() > 0.0):
+            # CHOLMOD's simplicial factor is LDL^T, which goes on past negative pivots: A is
+            # positive definite iff every pivot d_k > 0 (D() reads them without a copy of L)
+            self.factorized = False
+            return False
         self.factorized = True
         return True
 

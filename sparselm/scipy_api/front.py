@@ -61,8 +61,8 @@ Differences from scipy, all deliberate and checked:
 * A non-finite Jacobian entry raises :class:`sparselm.core.evaluator.NonFiniteError` naming row and
   column (scipy carries on with NaNs). Non-finite residuals at a trial point are a rejected step.
 * Extra keywords: ``sigma``, ``linear_solver``, ``damping``, ``ordering`` and ``factorization``
-  (CHOLMOD 'auto' (default: CHOLMOD picks simplicial for thin factors such as banded ones,
-  supernodal otherwise), 'simplicial', 'supernodal'). Unknown keywords are a TypeError.
+  (CHOLMOD 'auto' (default: simplicial unless the factor's columns are dense enough for supernodal
+  to pay, see :mod:`sparselm.linalg.cholmod`), 'simplicial', 'supernodal'). Unknown keywords are a TypeError.
 """
 from __future__ import annotations
 
@@ -218,7 +218,7 @@ def least_squares(fun, x0, jac="2-point", *, bounds=(-np.inf, np.inf), method="t
     damping        sparselm's name for the scaling (None: follow ``x_scale``; 'marquardt' = 'jac',
                    'levenberg' = x_scale 1, 'gauss_newton' = no damping).
     ordering       CHOLMOD fill-reducing ordering ('amd', 'metis', 'nesdis', 'colamd', 'natural', ...).
-    factorization  CHOLMOD method: 'auto' (its own choice), 'simplicial' or 'supernodal'.
+    factorization  CHOLMOD method: 'auto' (by the factor's flops per entry), 'simplicial' or 'supernodal'.
 
     Returns a ``scipy.optimize.OptimizeResult`` with scipy's fields (x, cost, fun, jac, grad,
     optimality, active_mask, nfev, njev, status, message, success) plus ``nit`` (accepted steps)
