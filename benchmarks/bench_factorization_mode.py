@@ -1,13 +1,14 @@
 """Simplicial or supernodal CHOLMOD: the measurements behind ``factorization='auto'`` (issue 18).
 
-Part 1, matrices. For the normal matrices J^T J of the BAL problems (9-parameter cameras, 3x3 point
-blocks), the Schur complements S of the same problems (9x9 camera blocks), a synthetic problem
-(:func:`sparselm.bal.synthetic.synthetic_problem`, 500 cameras, 50,000 points) and the pose graphs
-of the data folder given by SPARSELM_G2O_DATA (block pattern of the edges, 3x3 blocks in 2-D, 6x6 in
-3-D): the factor's flops per entry (sum c_k^2 / sum c_k, :mod:`sparselm.linalg.symbolic`), CHOLMOD's
-analysis time in each mode, and the minimum of 7 alternating numeric factorizations per mode (values:
-a diagonally dominant matrix on the pattern; the time depends only on the pattern). ``auto``'s pick
-is marked against the faster mode.
+Part 1, matrices. The matrices the solvers really hand to CHOLMOD, at the starting point with a
+Marquardt damping of 1e-4 diag(J^T J): the normal matrices J^T J of the BAL problems (9-parameter
+cameras, 3x3 point blocks) and of a synthetic one (:func:`sparselm.bal.synthetic.synthetic_problem`,
+500 cameras, 50,000 points), their Schur complements S (9x9 camera blocks), and the normal matrices of
+the pose graphs in the data folder given by SPARSELM_G2O_DATA. For each: the factor's flops per entry
+(sum c_k^2 / sum c_k, :mod:`sparselm.linalg.symbolic`), CHOLMOD's analysis time in each mode, and the
+minimum of 7 alternating numeric factorizations per mode. ``auto``'s pick is marked against the
+faster mode. (Values matter: made-up diagonally dominant values decay to subnormal numbers in the
+fill and slow the simplicial factorization several-fold.)
 
 Part 2, solves. ``linear_solver='sparse_normal_cholesky'`` on the BAL problems, 10 LM iterations,
 with the former default ``factorization='supernodal'`` and the new ``'auto'``, alternating, 3 rounds,
@@ -20,7 +21,6 @@ average are recorded; minimum (part 1) and median (part 2) times are reported.
 """
 from __future__ import annotations
 
-import bz2
 import os
 import sys
 import time
@@ -38,8 +38,14 @@ import sparselm  # noqa: E402
 from sparselm.bal.io import read_bal  # noqa: E402
 from sparselm.bal.problem import build_problem  # noqa: E402
 from sparselm.bal.synthetic import synthetic_problem  # noqa: E402
+from sparselm.core.evaluator import Evaluator  # noqa: E402
+from sparselm.core.layout import build_layout  # noqa: E402
+from sparselm.g2o import build_problem as build_g2o_problem, read_g2o  # noqa: E402
+from sparselm.linalg import registry  # noqa: E402
+from sparselm.linalg.base import LinearSolverOptions  # noqa: E402
 from sparselm.linalg.cholmod import SUPERNODAL_MIN_FLOPS_PER_NNZ, CholmodFactor  # noqa: E402
 from sparselm.linalg.symbolic import factor_statistics  # noqa: E402
+from sparselm.util.timing import PhaseTimer  # noqa: E402
 
 BAL = [("problem-16-22106-pre", "dubrovnik/problem-16-22106-pre.txt.bz2"),
        ("problem-21-11315-pre", "trafalgar/problem-21-11315-pre.txt.bz2"),
@@ -49,48 +55,29 @@ REPEATS = 7
 ROUNDS = 3
 
 
-def block_matrix(rows, cols, sizes) -> sp.csc_matrix:
-    """Symmetric pattern with a dense sizes[r] x sizes[c] block at every (r, c) given, and every diagonal block."""
-    n = sizes.size
-    b = sp.csr_matrix((np.ones(rows.size * 2 + n), (np.r_[rows, cols, np.arange(n)], np.r_[cols, rows, np.arange(n)])),
-                      shape=(n, n))
-    expand = sp.csr_matrix((np.ones(int(sizes.sum())), (np.repeat(np.arange(n), sizes), np.arange(int(sizes.sum())))))
-    return (expand.T @ b @ expand).tocsc()
+def real_matrix(problem, solver_name: str) -> sp.csc_matrix:
+    """lower(J^T J + D) (sparse_normal_cholesky) or lower(S) (sparse_schur) at the starting point,
+    D = 1e-4 diag(J^T J) (+1e-12)."""
+    timer = PhaseTimer()
+    layout = build_layout(problem)
+    evaluator = Evaluator(problem, layout, timer)
+    values = {g.name: g.values.copy() for g in problem.parameter_groups.values()}
+    evaluator.linearize(values)
+    solver = registry.get(solver_name).solver(layout, evaluator, timer, LinearSolverOptions())
+    solver.linearize()
+    diagonal = 1e-4 * evaluator.column_norms + 1e-12
+    if solver_name == "sparse_schur":
+        assert solver.solve(diagonal).ok
+        lower = solver.structure.pattern.matrix(solver.s_values.copy())
+    else:
+        values = solver.values.copy()
+        values[solver.pattern.diagonal_positions] += diagonal
+        lower = solver.pattern.matrix(values)
+    return sp.csc_matrix(lower)
 
 
-def bal_matrices(bal):
-    """(J^T J, S) patterns of a BAL problem: cameras (9) and points (3); S couples cameras sharing a point."""
-    nc, npt = bal.n_cameras, bal.n_points
-    cam, pt = bal.camera_index, bal.point_index
-    normal = block_matrix(cam, nc + pt, np.r_[np.full(nc, 9), np.full(npt, 3)])
-    seen = sp.csr_matrix((np.ones(cam.size), (cam, pt)), shape=(nc, npt))
-    co = (seen @ seen.T).tocoo()
-    return normal, block_matrix(co.row, co.col, np.full(nc, 9))
-
-
-def g2o_matrix(path: Path) -> sp.csc_matrix:
-    edges, k = [], 6
-    with bz2.open(path, "rt") as f:
-        for line in f:
-            t = line.split()
-            if t and t[0].startswith("EDGE"):
-                edges.append((int(t[1]), int(t[2])))
-                k = 3 if t[0] == "EDGE_SE2" else 6
-    e = np.array(edges, dtype=np.int64)
-    return block_matrix(e[:, 0], e[:, 1], np.full(int(e.max()) + 1, k))
-
-
-def diagonally_dominant_lower(pattern: sp.csc_matrix) -> sp.csc_matrix:
-    lower = sp.tril(pattern).tocsc()
-    lower.data = np.full(lower.nnz, 1e-3)
-    lower = lower + sp.diags(np.asarray(abs(pattern).sum(axis=0)).ravel() + 1.0)
-    lower = sp.tril(lower).tocsc()
+def measure_matrix(name: str, lower: sp.csc_matrix) -> dict:
     lower.sort_indices()
-    return lower
-
-
-def measure_matrix(name: str, pattern: sp.csc_matrix) -> dict:
-    lower = diagonally_dominant_lower(pattern)
     factors, times = {}, {"simplicial": [], "supernodal": []}
     for mode in times:
         factors[mode] = CholmodFactor(lower, "amd", mode)
@@ -160,15 +147,16 @@ def main() -> int:
     g2o_dir = Path(os.environ.get("SPARSELM_G2O_DATA", common.REPO.parent / "shared" / "g2o"))
     matrices, solves = [], []
     bals = {name: read_bal(data_dir / rel) for name, rel in BAL if (data_dir / rel).exists()}
-    for name, bal in bals.items():
-        normal, schur = bal_matrices(bal)
-        matrices += [measure_matrix(f"{name} J^T J", normal), measure_matrix(f"{name} S", schur)]
-    normal, schur = bal_matrices(synthetic_problem(500, 50_000).initial)
-    matrices += [measure_matrix("synthetic 500 cameras J^T J", normal), measure_matrix("synthetic 500 cameras S", schur)]
+    sources = [(name, build_problem(bal)) for name, bal in bals.items()]
+    sources.append(("synthetic 500 cameras", build_problem(synthetic_problem(500, 50_000).initial)))
+    for name, problem in sources:
+        matrices.append(measure_matrix(f"{name} J^T J", real_matrix(problem, "sparse_normal_cholesky")))
+        matrices.append(measure_matrix(f"{name} S", real_matrix(problem, "sparse_schur")))
     for name in G2O:
         path = g2o_dir / f"{name}.g2o.bz2"
         if path.exists():
-            matrices.append(measure_matrix(f"{name} (pose graph)", g2o_matrix(path)))
+            matrices.append(measure_matrix(f"{name} (pose graph)",
+                                           real_matrix(build_g2o_problem(read_g2o(path)), "sparse_normal_cholesky")))
     for r in matrices:
         print(r["matrix"], fmt(r["flops_per_nnz"], ".1f"), r["factor_s"], r["auto_picks"], flush=True)
     for name, bal in bals.items():
