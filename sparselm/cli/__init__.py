@@ -1,15 +1,17 @@
-"""The ``sparselm`` command line: solve BAL problems, inspect them, manage the official datasets.
+"""The ``sparselm`` command line: solve BAL problems and g2o pose graphs, inspect them, manage the
+official datasets.
 
 Commands (each has ``--help``)::
 
-    sparselm solve [FILE_OR_NAME] [options]   solve a BAL problem (no argument: the built-in one)
+    sparselm solve [FILE_OR_NAME] [options]   solve a BAL problem or g2o pose graph (no argument: the built-in one)
     sparselm info [FILE_OR_NAME] [--json]     sizes, track lengths, co-visibility, initial cost
     sparselm datasets list [--family F]       the official BAL problems and which are found locally
     sparselm datasets fetch NAME [--force]    download one into the cache (sha256 verified)
     sparselm profile [FILE_OR_NAME] [options] where a solve spends its time and memory
     sparselm doctor [--json] [--strict]       versions, BLAS in use, CPU, threads, numba cache
 
-FILE_OR_NAME is a path (plain or .bz2) or the name of an official problem
+FILE_OR_NAME is a path (plain or .bz2; a g2o file is recognised by its name or first record, see
+:mod:`sparselm.formats`) or the name of an official problem
 (``problem-16-22106-pre``, optionally ``dubrovnik/problem-16-22106-pre``), looked for under the
 folders of ``$SPARSELM_DATA`` and then in the download cache (``$SPARSELM_CACHE``, else
 ``~/.cache/sparselm``); see :func:`sparselm.bal.registry.resolve`.
@@ -21,7 +23,11 @@ options used. When the table is not shown on the terminal (``-q``, or stdout red
 is a terminal, a one-line progress (iteration, cost, elapsed time) is refreshed on stderr at most
 every 2 s. ``--output`` writes the optimised problem as a BAL file (bzip2 when the name ends in
 .bz2) and ``--report`` the JSON report below; both writes are atomic, and neither may name the
-input file unless ``--force`` is given.
+input file unless ``--force`` is given. ``--covariance cameras|points|all`` computes the covariance
+blocks of the solution (:mod:`sparselm.covariance`; cameras = the groups not eliminated, points =
+the eliminated ones) and ``--covariance-output FILE.npz`` writes them (atomically): one
+(n_blocks, k, k) array per group, ``<group>_indices``, ``<group>_undefined``, ``scale`` and
+``null_space_dimension``.
 
 Exit status: 0 when the solve ended normally (converged, iteration or time limit, callback);
 1 when the solver failed (the message is on stderr; outputs are still written with the best
@@ -70,6 +76,12 @@ key                        meaning
 ``setup_time_s``           structure and symbolic analysis
 ``phases``                 per-phase time table {phase: {``seconds``, ``calls``}} (jacobian,
                            gradient, assembly, schur_complement, factorization, solve, ...)
+                           and, with ``--covariance``, ``covariance`` (the whole computation)
+``covariance``             with ``--covariance``: ``groups`` {name: {blocks, tangent_size,
+                           undefined}}, ``gauge`` {mode, null_space_dimension,
+                           fixed_coordinates, rank}, ``scale``, ``seconds``, ``phases`` (its
+                           own: covariance_linearization, _gauge, _factorization,
+                           _selected_inversion, _blocks), ``warning``, ``output`` (the .npz)
 ``linear_solver``          the linear solver's name and statistics (sizes, ordering, nnz)
 ``options_given``          the solver options as given (SolverOptions fields)
 ``options_used``           the options after resolution (``linear_solver`` 'auto' -> the one

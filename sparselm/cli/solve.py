@@ -2,6 +2,7 @@
 report, write the solution and the JSON report (keys: the :mod:`sparselm.cli` docstring)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -10,12 +11,14 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, TextIO
 
 import numba
+import numpy as np
 
 import sparselm
 from sparselm.cli.common import (BUILT_IN, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, CLIError, HelpFormatter,
                                  add_input_argument, add_option, check_output, error, isatty, json_clean, load_input,
                                  sizes_text)
 from sparselm.core.loss import LOSS_IDS
+from sparselm.covariance.estimate import GAUGE_MODES
 from sparselm.formats import InputFormat
 from sparselm.lm.options import SolverOptions
 from sparselm.profiling.jit import numba_cache_status
@@ -27,15 +30,18 @@ SOLVE_OPTIONS = ("linear_solver", "max_iterations", "function_tolerance", "gradi
 REPORT_SCHEMA_VERSION = 1
 PROGRESS_INTERVAL_S = 2.0
 LOSSES = tuple(LOSS_IDS)
+COVARIANCE_CHOICES = ("cameras", "points", "all")
 
 
 def register(subparsers) -> None:
     """Add the ``solve`` command."""
     p = subparsers.add_parser(
-        "solve", formatter_class=HelpFormatter, help="solve a BAL bundle-adjustment problem",
-        description="Solve a BAL bundle-adjustment problem with Levenberg-Marquardt; print the iteration\n"
-                    "table as it runs and the report; optionally write the solution and a JSON report.\n\n"
-                    "FILE_OR_NAME is a BAL file (plain text or .bz2) or the name of an official problem\n"
+        "solve", formatter_class=HelpFormatter, help="solve a BAL bundle-adjustment problem or a g2o pose graph",
+        description="Solve a BAL bundle-adjustment problem or a g2o pose graph with Levenberg-Marquardt;\n"
+                    "print the iteration table as it runs and the report; optionally write the solution\n"
+                    "and a JSON report.\n\n"
+                    "FILE_OR_NAME is a BAL file (plain text or .bz2), a g2o file (*.g2o, *.g2o.bz2: the\n"
+                    "first vertex, or the FIX vertices, held as the gauge) or the name of an official problem\n"
                     "(e.g. problem-16-22106-pre) found under $SPARSELM_DATA or in the download cache.\n"
                     "Without it, a built-in synthetic problem (16 cameras, 2000 points) is solved.",
         epilog="Exit status: 0 solved (converged or stopped by a limit), 1 solver failure, 2 input or\n"
@@ -61,9 +67,17 @@ def register(subparsers) -> None:
                    help="scale of the robust loss, in pixels (the error where it starts to down-weight)")
     m.add_argument("--sigma", type=float, default=None, metavar="PX",
                    help="pixel standard deviation of every observation (default: 1, unweighted)")
+    c = p.add_argument_group("covariance (after the solve)")
+    c.add_argument("--covariance", choices=COVARIANCE_CHOICES, default=None,
+                   help="compute the covariance blocks of the cameras (the groups not eliminated), the points "
+                        "(the eliminated groups) or all; gauge-free problems get the Moore-Penrose covariance")
+    c.add_argument("--covariance-output", metavar="FILE.npz",
+                   help="write them: one (n, k, k) array per group, <group>_indices, <group>_undefined")
+    c.add_argument("--covariance-gauge", choices=GAUGE_MODES, default="pinv",
+                   help="pinv: Moore-Penrose (default); fix: hold the best-conditioned gauge coordinates")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", metavar="FILE",
-                   help="write the optimised problem in BAL format (bzip2 when FILE ends in .bz2)")
+                   help="write the optimised problem in its input format (bzip2 when FILE ends in .bz2)")
     o.add_argument("--report", metavar="FILE", help="write the solver report as JSON (keys: see sparselm.cli)")
     o.add_argument("--force", action="store_true", help="allow --output/--report to overwrite the input file")
     o.add_argument("--no-progress", action="store_true",
@@ -146,10 +160,15 @@ def cmd_solve(args) -> int:
     if not (math.isfinite(args.loss_scale) and args.loss_scale > 0):
         raise CLIError(f"--loss-scale must be a positive number, got {args.loss_scale}")
     fmt, data, input_desc = load_input(args.problem)
+    if fmt.solver_defaults:
+        options = dataclasses.replace(options, **fmt.solver_defaults)
     output = check_output("output", args.output, input_desc, args.force)
     report = check_output("report", args.report, input_desc, args.force)
     if output is not None and report is not None and (output.resolve() == report.resolve()):
         raise CLIError(f"--output and --report name the same file {output}")
+    if args.covariance_output is not None and args.covariance is None:
+        raise CLIError("--covariance-output needs --covariance cameras|points|all")
+    cov_output = check_output("covariance output", args.covariance_output, input_desc, args.force)
     problem = fmt.build(data, fix_first=args.fix_first_camera, fix_intrinsics=args.fix_intrinsics, sigma=args.sigma,
                         loss=None if args.loss == "linear" else args.loss,
                         loss_scale=args.loss_scale / (args.sigma or 1.0))  # pixels -> whitened units
@@ -176,11 +195,24 @@ def cmd_solve(args) -> int:
         status = EXIT_INTERRUPTED
     else:
         status = EXIT_OK if summary.ok else EXIT_FAILURE
+    cov = None
+    if args.covariance is not None and status == EXIT_OK:
+        try:
+            cov = sparselm.covariance(problem, summary, blocks=covariance_groups(problem, args.covariance),
+                                      gauge=args.covariance_gauge)
+        except ValueError as exc:
+            error(f"the covariance could not be computed: {exc}", err)
+            status = EXIT_FAILURE
     if output is not None:
         fmt.write_solution(problem, data, output, args.force)
+    if cov is not None and cov_output is not None:
+        cov.save_npz(cov_output)
     if report is not None:
         contents = report_dict(summary, sizes=fmt.sizes(data), input_desc=input_desc, output=output, argv=args.argv,
                                initial_rms=initial_rms, final_rms=final_rms, exit_status=status)
+        if cov is not None:
+            contents["phases"]["covariance"] = {"seconds": cov.seconds, "calls": 1}
+            contents["covariance"] = json_clean(dict(cov.report(), output=str(cov_output) if cov_output else None))
         atomic_write(report, json.dumps(contents, indent=1, allow_nan=False) + "\n")
     if args.quiet:
         print(summary.brief_report(), file=out)
@@ -197,10 +229,14 @@ def cmd_solve(args) -> int:
             print("Options used", file=out)
             for k, v in summary.options_used.items():
                 print(f"  {k:<28} {v!r}", file=out)
+        if cov is not None:
+            print(covariance_text(cov), file=out)
         if output is not None:
             print(f"wrote the solution to {output}", file=out)
         if report is not None:
             print(f"wrote the report to {report}", file=out)
+        if cov is not None and cov_output is not None:
+            print(f"wrote the covariance to {cov_output}", file=out)
     out.flush()
     if status == EXIT_INTERRUPTED:
         print("sparselm: interrupted (Ctrl-C): the best point so far was kept"
@@ -208,6 +244,31 @@ def cmd_solve(args) -> int:
     elif status == EXIT_FAILURE:
         error(f"the solver failed: {summary.message}", err)
     return status
+
+
+def covariance_groups(problem, which: str) -> list:
+    """The parameter groups of ``--covariance``: cameras = the groups not eliminated (BA: cameras;
+    a pose graph: its poses), points = the eliminated groups, all = every group."""
+    groups = problem.parameter_groups.values()
+    chosen = [g.name for g in groups if which == "all" or g.eliminate == (which == "points")]
+    if not chosen:
+        raise CLIError(f"--covariance {which}: this problem has no such parameter group "
+                       f"(groups: {', '.join(g.name for g in groups)})")
+    return chosen
+
+
+def covariance_text(cov) -> str:
+    """Lines for the report: per group, the blocks computed, the undefined ones, the median std."""
+    lines = [f"Covariance ({cov.gauge['mode']}; gauge null space {cov.gauge['null_space_dimension']}-dimensional) "
+             f"in {cov.seconds:.3f} s"]
+    for group, mats in cov.matrices.items():
+        std = cov.std(group)
+        median = np.nanmedian(std, axis=0) if np.isfinite(std).any() else std[0]
+        lines.append(f"  {group}: {mats.shape[0]} blocks of {mats.shape[1]}, {len(cov.undefined[group])} undefined; "
+                     f"median standard deviations " + " ".join(f"{v:.3g}" for v in median))
+    if cov.warning:
+        lines.append(f"  warning: {cov.warning}")
+    return "\n".join(lines)
 
 
 def _print_header(out: TextIO, fmt: InputFormat, data, problem, input_desc: str, options: SolverOptions, args,

@@ -7,7 +7,8 @@ inside free blocks keep their columns: their Jacobian columns are zeroed and the
 gets a 1 there, so the step in them is exactly zero.
 
 Jacobian storage. Residual group g stores its Jacobian in one C-contiguous array (n, m, K) with
-K = sum of its slots' block sizes; slot j occupies columns slot_offset[j] : slot_offset[j] + k_j.
+K = sum of its slots' tangent sizes (the block sizes for Euclidean groups); slot j occupies columns
+slot_offset[j] : slot_offset[j] + k_j.
 ``block[i, j]`` is the free block id instance i touches in slot j (-1 if that block is constant).
 
 Block uses. For every free block b, the (instance, slot) pairs that touch it, as a CSR list per
@@ -95,11 +96,11 @@ def build_layout(problem: Problem) -> Layout:
         n_free = int(free.sum())
         ids[free] = np.arange(next_block, next_block + n_free)
         block_id[g.name] = ids
-        cols.append(next_col + g.block_size * np.arange(n_free, dtype=np.int64))
-        sizes.append(np.full(n_free, g.block_size, dtype=np.int64))
+        cols.append(next_col + g.tangent_size * np.arange(n_free, dtype=np.int64))
+        sizes.append(np.full(n_free, g.tangent_size, dtype=np.int64))
         const_cols.append(np.tile(g.constant_coordinates, n_free))
         next_block += n_free
-        next_col += n_free * g.block_size
+        next_col += n_free * g.tangent_size
         if not g.eliminate:
             n_reduced_blocks, n_reduced_cols = next_block, next_col
     if next_col == 0:
@@ -107,7 +108,7 @@ def build_layout(problem: Problem) -> Layout:
     block_col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     residual_layouts = []
     for rg in problem.residual_groups:
-        k = np.array(rg.residual_type.block_sizes, dtype=np.int64)
+        k = np.array([problem.parameter_groups[gname].tangent_size for gname in rg.groups], dtype=np.int64)
         slot_offset = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
         slot_ids = [block_id[gname] for gname in rg.groups]
         id_offset = np.concatenate([[0], np.cumsum([ids.size for ids in slot_ids])[:-1]]).astype(np.int64)

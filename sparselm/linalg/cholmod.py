@@ -95,6 +95,11 @@ class CholmodFactor:
         """Solve A x = rhs with the current factor."""
         return self._factor.solve_A(rhs)
 
+    def lower_factor(self):
+        """(L, permutation) of the current factorization: A[perm][:, perm] = L L^T, with L lower
+        triangular as a scipy CSC matrix (the factor is converted to that form if it is not)."""
+        return self._factor.L(), self._factor.P()
+
     def permutation(self) -> np.ndarray:
         """The fill-reducing permutation chosen by the analysis."""
         return self._factor.P()

@@ -104,7 +104,10 @@ class Summary:
         if sizes:
             lines.append("Problem")
             for name, g in sizes.get("parameter_groups", {}).items():
-                lines.append(f"  parameter group {name:<12} {g['blocks']:>9} blocks of {g['block_size']}"
+                tangent = g.get("tangent_size", g["block_size"])
+                on = f" on {g['manifold']} (tangent {tangent})" if tangent != g["block_size"] or \
+                    not str(g.get("manifold", "euclidean")).startswith("euclidean") else ""
+                lines.append(f"  parameter group {name:<12} {g['blocks']:>9} blocks of {g['block_size']}{on}"
                              f"  ({g['constant_blocks']} constant{', eliminated' if g['eliminate'] else ''})")
             for name, r in sizes.get("residual_groups", {}).items():
                 lines.append(f"  residual group  {name:<12} {r['blocks']:>9} blocks of {r['residual_size']}"
