@@ -43,7 +43,7 @@ from sparselm.core.layout import build_layout  # noqa: E402
 from sparselm.g2o import build_problem as build_g2o_problem, read_g2o  # noqa: E402
 from sparselm.linalg import registry  # noqa: E402
 from sparselm.linalg.base import LinearSolverOptions  # noqa: E402
-from sparselm.linalg.cholmod import SUPERNODAL_MIN_FLOPS_PER_NNZ, CholmodFactor  # noqa: E402
+from sparselm.linalg.cholmod import SUPERNODAL_SWITCH, CholmodFactor  # noqa: E402
 from sparselm.linalg.symbolic import factor_statistics  # noqa: E402
 from sparselm.util.timing import PhaseTimer  # noqa: E402
 
@@ -94,7 +94,7 @@ def measure_matrix(name: str, lower: sp.csc_matrix) -> dict:
     return {"matrix": name, "columns": lower.shape[0], "nnz_lower": int(lower.nnz), "nnz_L": stats.nnz,
             "flops_per_nnz": stats.flops_per_nnz, "count_s": count_s,
             "analysis_s": {m: f.analysis_seconds for m, f in factors.items()}, "auto_analysis_s": auto.analysis_seconds,
-            "factor_s": {m: min(t) for m, t in times.items()}, "auto_picks": auto.mode, "faster": best,
+            "factor_s": {m: min(t) for m, t in times.items()}, "auto_picks": auto.method(), "faster": best,
             "load": common.loadavg()}
 
 
@@ -118,8 +118,8 @@ def report(data: dict) -> str:
     env = data["environment"]
     lines = ["# CHOLMOD simplicial vs supernodal: the rule of `factorization='auto'`", "",
              f"CPU: **{env.get('cpu_model')}**. {common.env_line(env)}", "",
-             f"`auto` factors supernodally when sum c_k^2 / sum c_k >= {SUPERNODAL_MIN_FLOPS_PER_NNZ:g} "
-             "(CHOLMOD's own switch: 40). Minimum of "
+             f"`auto` is CHOLMOD's own choice: supernodal when sum c_k^2 / sum c_k >= {SUPERNODAL_SWITCH:g} "
+             "(its supernodal_switch). Minimum of "
              f"{REPEATS} alternating numeric factorizations per mode, AMD ordering, one BLAS thread.", "",
              md_table(["matrix", "columns", "nnz(L)", "flops / nnz(L)", "simplicial ms", "supernodal ms",
                        "supernodal / simplicial", "auto picks", "faster", "analysis ms (simpl. / super. / auto)",

@@ -186,7 +186,7 @@ def analyse_factor(lower: sp.csc_matrix, ordering: str, mode: str, repeats: int)
     counts = factor.column_counts()
     nnz_l = int(counts.sum())
     flops = float(np.sum(counts.astype(np.float64) ** 2))
-    supernodal = factor.mode == "supernodal"  # "auto" resolved by the factor (sparselm.linalg.cholmod)
+    supernodal = factor.method() == "supernodal"  # "auto": CHOLMOD's rule, recomputed (sparselm.linalg.cholmod)
     return {"ordering": ordering, "ok": True, "nnz_L": nnz_l,
             "fill_ratio": nnz_l / max(1, lower.nnz), "flops": flops,
             "analysis_seconds": float(analysis), "factorization_seconds": float(best),

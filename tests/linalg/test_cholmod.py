@@ -1,9 +1,10 @@
-"""CholmodFactor: the 'auto' choice between simplicial and supernodal, failures as statuses in every mode."""
+"""CholmodFactor: CHOLMOD's 'auto' choice between simplicial and supernodal (and our account of it),
+failures as statuses in every mode."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparselm.linalg.cholmod import SUPERNODAL_MIN_FLOPS_PER_NNZ, CholmodFactor
+from sparselm.linalg.cholmod import SUPERNODAL_SWITCH, CholmodFactor
 
 
 @pytest.mark.parametrize("n,expect", [(400, "simplicial"), (300, "supernodal")])
@@ -17,13 +18,15 @@ def test_auto_mode_follows_flops_per_entry(n, expect, rng):
         a = sp.csc_matrix(m @ m.T + n * np.eye(n))
     lower = sp.tril(a).tocsc()
     factor = CholmodFactor(lower, "amd", "auto")
-    assert factor.requested_mode == "auto" and factor.mode == expect
-    assert (factor.statistics.flops_per_nnz >= SUPERNODAL_MIN_FLOPS_PER_NNZ) == (expect == "supernodal")
+    assert factor.mode == "auto" and factor.method() == expect
+    assert (factor.statistics().flops_per_nnz >= SUPERNODAL_SWITCH) == (expect == "supernodal")
     assert factor.factorize(lower)
+    explicit = CholmodFactor(lower, "amd", expect)
+    assert explicit.factorize(lower) and explicit.factor_nnz() == factor.factor_nnz()
     b = rng.standard_normal(n)
     x = factor.solve(b)
     assert np.linalg.norm(a @ x - b) <= 1e-10 * np.linalg.norm(b) * n
-    assert CholmodFactor(lower, "amd", "simplicial").statistics is None
+    assert CholmodFactor(lower, "amd", "simplicial").method() == "simplicial"
 
 
 

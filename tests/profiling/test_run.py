@@ -235,7 +235,7 @@ def test_normal_solver_profile(normal_profile):
     independent = CholmodFactor(p.factored_matrix, fa["ordering"], fa["mode"])
     assert independent.factorize(p.factored_matrix)
     assert independent.factor_nnz() == fa["nnz_L"]
-    assert fa["supernodal"] == (independent.mode == "supernodal")
+    assert fa["supernodal"] == (independent.method() == "supernodal")
     assert p.reduced_matrix is None
     assert p.covisibility is not None  # still a BA problem
     assert p.jit == {"measured": False}
