@@ -119,7 +119,7 @@ def main(argv) -> int:
         print(spec, r.get("median_setup_s"), r.get("median_phases"), r.get("error", ""), r.get("stderr_tail", "")[-500:]
               if "error" in r else "", flush=True)
     data = {"environment": common.environment(), "available_gib": available, "results": results}
-    common.write_json("setup.json", data)
+    common.write_json("setup", data)
     common.write_text("setup.md", report(data))
     return 0
 

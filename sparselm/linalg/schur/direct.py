@@ -51,11 +51,11 @@ class SchurSolver(LinearSolver):
             n_chunks = schur_memory.chunk_count(numba.get_num_threads(), st.pattern.n_targets, kf)
             self._chunk_points = chunk_points_by_pairs(st.pair_start, n_chunks)
             self._point_pass, self._reduce = point_pass_kernels(kf, ke)
-            self.v = np.zeros((n_e, ke, ke))
+            self.v = np.empty((n_e, ke, ke))  # v and w are zeroed by every linearize(): no zeroing here
             self.v_inv = np.zeros((n_e, ke, ke))
             self._work_e = np.zeros((n_e, ke))
             self.vg = np.zeros((n_e, ke))
-            self.w = np.zeros((st.n_cells, kf, ke))
+            self.w = np.empty((st.n_cells, kf, ke))
             self._z_work = np.zeros((n_chunks, max(st.max_cells, 1), ke, kf))
             self._chol_work = np.zeros((n_chunks, 2, ke, ke))
             self._failures = np.zeros(n_chunks, dtype=np.int64)
