@@ -74,6 +74,8 @@ key                        meaning
 ``exit_status``            the exit status of the command (0, 1 or 130)
 ``total_time_s``           wall time of the solve, setup included
 ``setup_time_s``           structure and symbolic analysis
+``setup_phases``           its steps in seconds: ``layout``, ``solver_choice``,
+                           ``memory_estimate``, ``evaluator``, ``linear_solver``
 ``phases``                 per-phase time table {phase: {``seconds``, ``calls``}} (jacobian,
                            gradient, assembly, schur_complement, factorization, solve, ...)
                            and, with ``--covariance``, ``covariance`` (the whole computation)

@@ -41,21 +41,28 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
     given = options.to_dict()
     start = time.perf_counter()
     timer = PhaseTimer()
+    setup = PhaseTimer()  # the set-up steps, reported apart from the per-iteration phases
     n_threads = threads.configure(options.threads)
-    layout = build_layout(problem)
-    choice = choose_linear_solver(layout, options.linear_solver)
-    factor_nnz = int(choice.factor_estimate["nnz"]) if choice.factor_estimate else None
-    check_memory(estimate_memory(problem, choice.name, layout, threads=n_threads, factor_nnz=factor_nnz))
-    evaluator = Evaluator(problem, layout, timer)
+    with setup.phase("layout"):
+        layout = build_layout(problem)
+    with setup.phase("solver_choice"):
+        choice = choose_linear_solver(layout, options.linear_solver)
+    with setup.phase("memory_estimate"):
+        factor_nnz = int(choice.factor_estimate["nnz"]) if choice.factor_estimate else None
+        check_memory(estimate_memory(problem, choice.name, layout, threads=n_threads, factor_nnz=factor_nnz))
+    with setup.phase("evaluator"):
+        evaluator = Evaluator(problem, layout, timer)
     lin_opts = LinearSolverOptions(ordering=options.ordering, factorization=options.factorization,
                                    max_cg_iterations=options.max_cg_iterations,
                                    min_cg_iterations=options.min_cg_iterations, cg_tolerance=options.cg_tolerance,
                                    preconditioner=options.preconditioner,
                                    extra={"schur_variant": options.schur_variant,
                                           "cg_termination": options.cg_termination})
-    linear_solver = registry.get(choice.name).solver(layout, evaluator, timer, lin_opts)
+    with setup.phase("linear_solver"):  # its structure and symbolic analysis (also its "symbolic" phase)
+        linear_solver = registry.get(choice.name).solver(layout, evaluator, timer, lin_opts)
     summary = Summary()
     summary.setup_time_s = time.perf_counter() - start
+    summary.setup_phases = {name: t["seconds"] for name, t in setup.table().items()}
     summary.problem = dict(problem.sizes(), free_parameters=layout.n_columns)
     used = dict(given, linear_solver=choice.name, linear_solver_reason=choice.reason, threads=n_threads)
     summary.options_given, summary.options_used = given, used

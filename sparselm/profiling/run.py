@@ -238,8 +238,9 @@ def profile(problem_or_path=None, linear_solver: str = "auto", iterations: int =
     if solver_nnz_key in info and int(info[solver_nnz_key]) != lower.nnz:
         warnings.append(f"the solver reports nnz(lower {matrix_name}) = {info[solver_nnz_key]}, the profile counts "
                         f"{lower.nnz}")
-    ordering = str(options.get("ordering", "amd"))
-    mode = str(options.get("factorization", "supernodal"))
+    defaults = SolverOptions()
+    ordering = str(options.get("ordering", defaults.ordering))
+    mode = str(options.get("factorization", defaults.factorization))
     available = available_orderings()
     analyse_factor(lower, ordering, mode, 1)  # warm-up: the first factorization in a process pays for page faults
     main = analyse_factor(lower, ordering, mode, factorization_repeats)

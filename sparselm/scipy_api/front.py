@@ -177,7 +177,7 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="trf"
     linear_solver  'auto' (dense LAPACK for n <= 300, else CHOLMOD), 'dense', 'sparse_normal_cholesky'.
     damping        None (follow ``x_scale``), 'marquardt', 'levenberg' or 'gauss_newton'.
     ordering       CHOLMOD fill-reducing ordering ('amd', 'metis', 'nesdis', 'colamd', 'natural', ...).
-    factorization  CHOLMOD method: 'auto', 'simplicial' or 'supernodal'.
+    factorization  CHOLMOD method: 'auto' (by the factor's flops per entry, :mod:`sparselm.linalg.cholmod`), 'simplicial' or 'supernodal'.
     return_covariance  also return ``cov_x`` = (J^T J)^-1 at the solution (the Moore-Penrose inverse if
                    singular; NaN for unused parameters), on the pattern of J^T J: dense when ``jac`` is,
                    else sparse. Like scipy's leastsq cov_x, multiply by 2 cost / (m - n) for pcov.
