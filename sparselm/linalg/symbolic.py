@@ -46,13 +46,15 @@ def permuted_lower_rows(colptr, rowidx, pinv):
 
 
 @numba.njit(cache=True)
-def column_counts(row_ptr, row_cols, weight):
-    """Weighted column counts of the Cholesky factor's strictly-lower part.
+def capped_column_counts(row_ptr, row_cols, weight, cap):
+    """Weighted column counts of the Cholesky factor's strictly-lower part, stopping at ``cap`` entries.
 
     row_ptr/row_cols: for each (permuted) row i, the columns j < i with C_ij != 0 (repeats allowed).
-    Returns below[k] = sum of ``weight[i]`` over the rows i > k with L_ik != 0 (with unit weights:
-    the off-diagonal entries of column k of L; with block sizes on a block pattern: the scalar rows
-    below block k)."""
+    Returns (below, visited, complete): below[k] = sum of ``weight[i]`` over the rows i > k with
+    L_ik != 0 (with unit weights: the off-diagonal entries of column k of L; with block sizes on a
+    block pattern: the scalar rows below block k), visited = the number of off-diagonal entries of
+    L found, complete = False when the walk stopped past ``cap`` of them (``below`` is then a
+    lower bound)."""
     n = row_ptr.shape[0] - 1
     parent = np.full(n, -1, np.int64)
     ancestor = np.full(n, -1, np.int64)
@@ -68,14 +70,25 @@ def column_counts(row_ptr, row_cols, weight):
                 parent[r] = i
     mark = np.full(n, -1, np.int64)
     below = np.zeros(n, np.int64)
-    for i in range(n):  # row subtrees
+    visited = 0
+    for i in range(n):  # row subtrees: L_ik != 0 for every k on the paths from row i's columns up to i
         mark[i] = i
         for q in range(row_ptr[i], row_ptr[i + 1]):
             k = row_cols[q]
             while k != -1 and mark[k] != i:
                 mark[k] = i
                 below[k] += weight[i]
+                visited += 1
                 k = parent[k]
+            if visited > cap:
+                return below, visited, False
+    return below, visited, True
+
+
+@numba.njit(cache=True)
+def column_counts(row_ptr, row_cols, weight):
+    """``below`` of :func:`capped_column_counts` without a cap."""
+    below, visited, complete = capped_column_counts(row_ptr, row_cols, weight, np.iinfo(np.int64).max)
     return below
 
 
