@@ -269,10 +269,11 @@ def _jacobian_kernel(problem: Problem, rg):
     return rt.jacobian_kernel_for(tuple(needed))
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _apply_block_step(values, ids, block_col, step, out):
+    """out = values + step on the free blocks (serial: a copy-speed loop that is cheaper than waking threads)."""
     n, k = values.shape
-    for b in numba.prange(n):
+    for b in range(n):
         bid = ids[b]
         if bid < 0:
             for c in range(k):

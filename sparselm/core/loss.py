@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numba
+import numpy as np
 
 LOSS_IDS = {"linear": 0, "huber": 1, "soft_l1": 2, "cauchy": 3, "arctan": 4}
 
@@ -91,17 +92,40 @@ def robust_cost(loss_id, scale, residuals):
     return total
 
 
-@numba.njit(parallel=True, cache=True)
-def plain_cost(residuals):
-    """1/2 sum_i |r_i|^2 (the linear loss)."""
-    n, m = residuals.shape
+PARALLEL_COST_MIN_ENTRIES = 1 << 20  # below this a serial sum is faster than waking the worker threads
+
+
+@numba.njit(cache=True)
+def _sum_of_squares(residuals, start, stop):
+    """sum |r_i|^2 over the instances start <= i < stop, in order."""
     total = 0.0
-    for i in numba.prange(n):
+    for i in range(start, stop):
         s = 0.0
-        for r in range(m):
+        for r in range(residuals.shape[1]):
             s += residuals[i, r] * residuals[i, r]
         total += s
-    return 0.5 * total
+    return total
+
+
+@numba.njit(parallel=True, cache=True)
+def _sum_of_squares_in_chunks(residuals, n_chunks):
+    """sum |r_i|^2 as n_chunks contiguous partial sums added in order (bitwise reproducible)."""
+    n = residuals.shape[0]
+    partial = np.zeros(n_chunks)
+    for ch in numba.prange(n_chunks):
+        partial[ch] = _sum_of_squares(residuals, ch * n // n_chunks, (ch + 1) * n // n_chunks)
+    total = 0.0
+    for ch in range(n_chunks):
+        total += partial[ch]
+    return total
+
+
+def plain_cost(residuals) -> float:
+    """1/2 sum_i |r_i|^2 (the linear loss) of (n, m) residuals: serial when small, else one partial sum
+    per numba thread. The result depends on the thread count only above PARALLEL_COST_MIN_ENTRIES."""
+    if residuals.size < PARALLEL_COST_MIN_ENTRIES:
+        return 0.5 * _sum_of_squares(residuals, 0, residuals.shape[0])
+    return 0.5 * _sum_of_squares_in_chunks(residuals, numba.get_num_threads())
 
 
 @numba.njit(parallel=True, cache=True)

@@ -24,8 +24,8 @@ from sparselm.linalg.base import LinearSolution, LinearSolver, LinearSolverSpec,
 from sparselm.linalg.cholmod import CholmodFactor
 from sparselm.linalg.flops import cholmod_factor_flops, dense_factor_flops, schur_flops
 from sparselm.linalg.schur import memory as schur_memory
-from sparselm.linalg.schur.kernels import back_substitute
-from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization, zero_private
+from sparselm.linalg.schur.kernels import back_substitution_kernel
+from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization
 from sparselm.linalg.schur.eliminate import chunk_points_by_pairs, point_pass_kernels
 from sparselm.linalg.schur.structure import build_schur_structure
 from sparselm.linalg.schur.unrolled import slp_vectorization
@@ -51,7 +51,8 @@ class SchurSolver(LinearSolver):
             n_chunks = schur_memory.chunk_count(numba.get_num_threads(), st.pattern.n_targets, kf)
             self._chunk_points = chunk_points_by_pairs(st.pair_start, n_chunks)
             self._point_pass, self._reduce = point_pass_kernels(kf, ke)
-            self.v = np.empty((n_e, ke, ke))  # v and w are zeroed by every linearize(): no zeroing here
+            self._back_substitute = back_substitution_kernel(kf, ke)
+            self.v = np.empty((n_e, ke, ke))  # zeroed by every linearize(); w is stored by its first contribution
             self.v_inv = np.zeros((n_e, ke, ke))
             self._work_e = np.zeros((n_e, ke))
             self.vg = np.zeros((n_e, ke))
@@ -77,16 +78,14 @@ class SchurSolver(LinearSolver):
         p = st.pattern
         with self.timer.phase("assembly"), slp_vectorization():
             self.v.fill(0.0)
-            self.w.fill(0.0)
             ev.gradient.fill(0.0)
             ev.column_norms.fill(0.0)
-            zero_private(self._u_private, self._g_private, self._n_private)
             for g, (rl, gm) in enumerate(zip(lay.residuals, st.groups)):
                 self._linearize_kernels[g](self._chunk_instances[g], st.e_slot[g], gm.e_local, rl.block,
-                                           rl.slot_offset, rl.slot_size, gm.cell_of, gm.combo_a, gm.combo_b,
-                                           gm.u_target, st.n_f_blocks, st.e_col0, lay.block_col, ev.residuals[g],
-                                           ev.jacobians[g], self.v, self.w, ev.gradient, ev.column_norms,
-                                           self._u_private, self._g_private, self._n_private)
+                                           rl.slot_offset, rl.slot_size, gm.cell_of, gm.cell_first, gm.combo_a,
+                                           gm.combo_b, gm.u_target, st.n_f_blocks, st.e_col0, lay.block_col,
+                                           ev.residuals[g], ev.jacobians[g], self.v, self.w, ev.gradient,
+                                           ev.column_norms, self._u_private, self._g_private, self._n_private, g == 0)
             reduce_linearization(self._u_private, self._g_private, self._n_private, st.u_blocks, self._s_colptr,
                                  p.target_col, p.target_ncol, p.target_nrow, self._s_within, p.target_diag, self.u_values,
                                  ev.gradient, ev.column_norms)
@@ -107,12 +106,18 @@ class SchurSolver(LinearSolver):
         step_f = self._solve_reduced()
         if step_f is None:
             return self._failed(f"{self.name}: reduced camera matrix not positive definite")
-        with self.timer.phase("back_substitution"):
+        return self._finite_or_failure(self._back_substitution(step_f, self._work_e))
+
+    def _back_substitution(self, step_f: np.ndarray, work: np.ndarray) -> np.ndarray:
+        """The full step: ``step_f`` and the eliminated blocks' steps from it (phase back_substitution);
+        ``work`` is an (n_e, ke) scratch array."""
+        st, lay = self.structure, self.layout
+        with self.timer.phase("back_substitution"), slp_vectorization():
             step = self.step
             step[:st.e_col0] = step_f
-            back_substitute(st.cells_of_e, st.cell_f, lay.block_col, lay.block_size, st.e_col0, g, self.w,
-                            self.v_inv, self._work_e, step)
-        return self._finite_or_failure(step)
+            self._back_substitute(st.cells_of_e, st.cell_f, lay.block_col, lay.block_size, st.e_col0,
+                                  self.evaluator.gradient, self.w, self.v_inv, work, step)
+        return step
 
     def _s_addressing(self):
         """(colptr, within, diagonal positions, size) of S's values: lower(S) in CSC order (the module says

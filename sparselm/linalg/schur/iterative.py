@@ -60,7 +60,6 @@ from sparselm.linalg.base import LinearSolution, LinearSolverSpec
 from sparselm.linalg.flops import schur_flops
 from sparselm.linalg.schur.memory import iterative_schur_memory
 from sparselm.linalg.schur.direct import SchurSolver
-from sparselm.linalg.schur.kernels import back_substitute
 from sparselm.linalg.schur.pcg import (apply_block_inverse, cg_direction, cg_update, chunk_by_work, csr_matvec_dot,
                                        gather_values, implicit_kernels, symmetric_csr)
 
@@ -158,7 +157,7 @@ class IterativeSchur(SchurSolver):
         return sol
 
     def _it_solve_implicit(self, diagonal: np.ndarray) -> LinearSolution:
-        st, lay, g = self.structure, self.layout, self.evaluator.gradient
+        st, g = self.structure, self.evaluator.gradient
         p = st.pattern
         schur_pc = self.preconditioner == "schur_jacobi"
         with self.timer.phase("elimination"):
@@ -178,12 +177,7 @@ class IterativeSchur(SchurSolver):
         step_f = self._it_cg()
         if step_f is None:
             return self._failed(self._it_message)
-        with self.timer.phase("back_substitution"):
-            step = self.step
-            step[:st.e_col0] = step_f
-            back_substitute(st.cells_of_e, st.cell_f, lay.block_col, lay.block_size, st.e_col0, g, self.w,
-                            self.v_inv, self._it_work_e, step)
-        sol = self._finite_or_failure(step)
+        sol = self._finite_or_failure(self._back_substitution(step_f, self._it_work_e))
         if sol.ok:
             sol.message = self._it_message
         return sol

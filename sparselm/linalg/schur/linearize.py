@@ -10,7 +10,10 @@ the pass reads the Jacobian sequentially, once. For each instance i with e-block
 
 Chunks are cut at point boundaries, so everything indexed by a point is written by one thread;
 f-block quantities (few cameras, but shared by many points) go to per-chunk private arrays
-reduced afterwards in a fixed order (bitwise reproducible for a given thread count).
+(zeroed by their chunk in the first group's pass) reduced afterwards in a fixed order (bitwise
+reproducible for a given thread count). W is never zeroed: each cell's first contribution
+(``SchurGroupMaps.cell_first``) is stored, later ones added, which saves a write and a read of
+every cell per linearisation (BA: one instance per cell, so W is written once and never read here).
 Block sizes are compile-time constants: m (rows of the residual), kf (padded f size), ke. The
 block products (V: ke x ke, W: kf x ke, U: kf x kf, each from m Jacobian rows) are straight-line
 code from :mod:`sparselm.linalg.schur.unrolled` (SIMD through the SLP vectoriser); call the pass
@@ -29,15 +32,23 @@ from sparselm.linalg.schur.unrolled import CONTRACT, cacheable_kernel, outer_pro
 @lru_cache(maxsize=None)
 def linearize_kernel(m: int, kf: int, ke: int):
     """The fused pass for residuals of size m, f-blocks padded to kf, e-blocks of size ke."""
-    def linearize_pass(chunk_inst, e_slot, e_local, block, slot_offset, slot_size, cell_of, combo_a, combo_b,
-                       u_target, n_f, e_col0, block_col, residuals, jacobian, v, w, gradient, column_norms,
-                       u_priv, g_priv, n_priv):
+    def linearize_pass(chunk_inst, e_slot, e_local, block, slot_offset, slot_size, cell_of, cell_first, combo_a,
+                       combo_b, u_target, n_f, e_col0, block_col, residuals, jacobian, v, w, gradient, column_norms,
+                       u_priv, g_priv, n_priv, first_group):
         n_slots = block.shape[1]
         n_combos = combo_a.shape[0]
         for ch in numba.prange(chunk_inst.shape[0] - 1):
             up = u_priv[ch]
             gp = g_priv[ch]
             npv = n_priv[ch]
+            if first_group:  # the chunk's private sums start here (explicit loops: no allocation in prange)
+                for t in range(up.shape[0]):
+                    for a in range(up.shape[1]):
+                        for c in range(up.shape[2]):
+                            up[t, a, c] = 0.0
+                for c in range(gp.shape[0]):
+                    gp[c] = 0.0
+                    npv[c] = 0.0
             for i in range(chunk_inst[ch], chunk_inst[ch + 1]):
                 es = e_slot[i]
                 if es >= 0:
@@ -71,15 +82,24 @@ def linearize_kernel(m: int, kf: int, ke: int):
                         gp[fc + a] += g
                         npv[fc + a] += nn
                     cell = cell_of[i, j]
-                    if cell >= 0 and kj == kf:
+                    if cell < 0:
+                        continue
+                    first = cell_first[i, j]  # W is not zeroed: its first contribution is stored
+                    if kj == kf and first:
+                        set_w(w[cell], jacobian[i], slot_offset[e_slot[i]], jacobian[i], of)
+                    elif kj == kf:
                         add_w(w[cell], jacobian[i], slot_offset[e_slot[i]], jacobian[i], of)
-                    elif cell >= 0:
-                        for a in range(kj):
+                    else:
+                        for a in range(kf):
                             for c in range(ke):
                                 s = 0.0
-                                for r in range(m):
-                                    s += jacobian[i, r, of + a] * jacobian[i, r, oe + c]
-                                w[cell, a, c] += s
+                                if a < kj:  # rows past the block's size stay zero (padding)
+                                    for r in range(m):
+                                        s += jacobian[i, r, of + a] * jacobian[i, r, oe + c]
+                                if first:
+                                    w[cell, a, c] = s
+                                else:
+                                    w[cell, a, c] += s
                 for q in range(n_combos):
                     t = u_target[i, q]
                     if t < 0:
@@ -104,21 +124,8 @@ def linearize_kernel(m: int, kf: int, ke: int):
 
     return cacheable_kernel(linearize_pass, numba.njit(parallel=True, cache=True, fastmath=CONTRACT),
                             add_v=outer_product_accumulator(ke, ke, m), add_w=outer_product_accumulator(ke, kf, m),
+                            set_w=outer_product_accumulator(ke, kf, m, assign=True),
                             add_u=outer_product_accumulator(kf, kf, m))
-
-
-@numba.njit(parallel=True, cache=True)
-def zero_private(u_priv, g_priv, n_priv):
-    """Zero the per-chunk accumulators (explicit loops: no allocation inside prange)."""
-    for ch in numba.prange(u_priv.shape[0]):
-        up = u_priv[ch]
-        for t in range(up.shape[0]):
-            for a in range(up.shape[1]):
-                for c in range(up.shape[2]):
-                    up[t, a, c] = 0.0
-        for c in range(g_priv.shape[1]):
-            g_priv[ch, c] = 0.0
-            n_priv[ch, c] = 0.0
 
 
 @numba.njit(parallel=True, cache=True)
@@ -137,7 +144,7 @@ def reduce_linearization(u_priv, g_priv, n_priv, u_blocks, colptr, tcol, ncol, n
                 for ch in range(n_chunks):
                     s += u_priv[ch, k, cc, rr]
                 u_values[base + rr] = s
-    for c in numba.prange(g_priv.shape[1]):
+    for c in range(g_priv.shape[1]):  # few columns: serial, no second parallel region
         s = 0.0
         nn = 0.0
         for ch in range(n_chunks):

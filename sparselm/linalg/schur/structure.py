@@ -13,7 +13,7 @@ Objects built here:
 - per residual group, each instance's e-block (local id, or -1) and the slot it sits in;
 - *cells*: the distinct (e-block, f-block) pairs that share a residual block, sorted by e-block
   then f-block, each holding W_{f,e} = sum J_f^T J_e (usually one instance); per residual group
-  the cell of each (instance, f-slot), and the cells grouped by f-block;
+  the cell of each (instance, f-slot) and whether it is the cell's first contribution;
 - the block pattern of lower(S) over the f-blocks: every pair of cells of one e-block gives a
   block (f(a), f(b)), plus U's own f-f blocks; for every cell pair, in point order, the S block
   it updates (see :mod:`sparselm.linalg.schur.eliminate` for how they are accumulated).
@@ -38,6 +38,8 @@ class SchurGroupMaps:
     """Per residual group (internal instance order): where each instance's products go.
 
     e_local   (n,) local e-block id or -1;   cell_of (n, n_slots) cell of each f-slot or -1;
+    cell_first (n, n_slots) the (instance, slot) is its cell's first contribution (groups in order,
+              then instances, then slots: the order the linearisation pass adds them in);
     combo_a/b unordered pairs of slots (a <= b) that can both hold f-blocks;
     u_target  (n, n_combos) the U block (index into SchurStructure.u_blocks) receiving J_a^T J_b
               (rows: the larger block id) or -1.
@@ -45,6 +47,7 @@ class SchurGroupMaps:
 
     e_local: np.ndarray
     cell_of: np.ndarray
+    cell_first: np.ndarray
     combo_a: np.ndarray
     combo_b: np.ndarray
     u_target: np.ndarray
@@ -67,8 +70,6 @@ class SchurStructure:
     cell_f: np.ndarray                # (n_cells,) f-block id
     cells_of_e: np.ndarray            # (n_e + 1,) ptr: cells of e-block p are cells_of_e[p]:cells_of_e[p+1]
     groups: List["SchurGroupMaps"]    # per residual group: maps from its instances into cells and S
-    cells_of_f_ptr: np.ndarray        # (n_f + 1,)
-    cells_of_f: np.ndarray            # cell ids grouped by f-block
     pattern: BlockPattern             # lower(S)
     u_blocks: np.ndarray              # (n_u,) the S targets that U itself touches (BA: the camera diagonal)
     pair_start: np.ndarray            # (n_e + 1,) first pair of each e-block (pairs la >= lb of its cells)
@@ -142,8 +143,8 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
         entry_e.append(np.broadcast_to(e_local[:, None], mask.shape)[mask])
         entry_f.append(rl.block[mask])
         combos.append(_f_combos(rl.block, n_f))
-    cell_e, cell_f, cells_of_e, cell_of_entry = group_cells(np.concatenate(entry_e), np.concatenate(entry_f), n_e)
-    cells_of_f_ptr, cells_of_f = counting_order(cell_f, n_f)
+    cell_e, cell_f, cells_of_e, cell_of_entry, first_of_cell = group_cells(np.concatenate(entry_e),
+                                                                           np.concatenate(entry_f), n_e)
     cells_per_e = np.diff(cells_of_e)
     pair_start = np.zeros(n_e + 1, dtype=np.int64)
     np.cumsum(cells_per_e * (cells_per_e + 1) // 2, out=pair_start[1:])
@@ -166,12 +167,14 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
         cell_of = np.full(rl.block.shape, -1, dtype=np.int64)
         k = int(mask.sum())
         cell_of[mask] = cell_of_entry[done_entries:done_entries + k]
+        cell_first = np.zeros(rl.block.shape, dtype=bool)
+        cell_first[mask] = first_of_cell[done_entries:done_entries + k]
         done_entries += k
         u_target = np.full(both.shape, -1, dtype=np.int64)
         k = int(both.sum())
         u_target[both] = u_rank[u_flat[done_u:done_u + k]]
         done_u += k
-        groups.append(SchurGroupMaps(e_local, cell_of, combo_a, combo_b, u_target))
+        groups.append(SchurGroupMaps(e_local, cell_of, cell_first, combo_a, combo_b, u_target))
     return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, [s for s, _ in slots], cell_e, cell_f,
-                          cells_of_e, groups, cells_of_f_ptr, cells_of_f, pattern, u_blocks, pair_start, pair_target,
+                          cells_of_e, groups, pattern, u_blocks, pair_start, pair_target,
                           int(cells_per_e.max(initial=0)))

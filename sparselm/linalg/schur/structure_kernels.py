@@ -46,7 +46,8 @@ def instance_e_blocks(block, n_f):
 
 @numba.njit(cache=True)
 def group_cells(entry_e, entry_f, n_e):
-    """Cells of the (e, f) entries: (cell_e, cell_f, cells_of_e, cell_of_entry), cells sorted by e then f."""
+    """Cells of the (e, f) entries: (cell_e, cell_f, cells_of_e, cell_of_entry, first_of_cell), cells sorted
+    by e then f; ``first_of_cell`` marks each cell's first entry (in entry order)."""
     ptr, order = counting_order(entry_e, n_e)
     sorted_f = np.empty(order.shape[0], np.int64)
     cells_of_e = np.zeros(n_e + 1, np.int64)
@@ -69,6 +70,8 @@ def group_cells(entry_e, entry_f, n_e):
     cell_e = np.empty(n_cells, np.int64)
     cell_f = np.empty(n_cells, np.int64)
     cell_of_entry = np.empty(entry_e.shape[0], np.int64)
+    first_of_cell = np.zeros(entry_e.shape[0], np.bool_)
+    seen = np.zeros(n_cells, np.bool_)
     for p in range(n_e):
         c0, s = cells_of_e[p], ptr[p]
         nc = cells_of_e[p + 1] - c0
@@ -81,7 +84,10 @@ def group_cells(entry_e, entry_f, n_e):
             while cell_f[c0 + k] != f:
                 k += 1
             cell_of_entry[order[u]] = c0 + k
-    return cell_e, cell_f, cells_of_e, cell_of_entry
+            if not seen[c0 + k]:  # the counting sort is stable: p's entries come in entry order
+                seen[c0 + k] = True
+                first_of_cell[order[u]] = True
+    return cell_e, cell_f, cells_of_e, cell_of_entry, first_of_cell
 
 
 @numba.njit(cache=True)

@@ -42,29 +42,49 @@ def slp_vectorization() -> Iterator[None]:
         numba.config.SLP_VECTORIZE = old
 
 
-def _source(n_rows: int, n_cols: int, depth: int) -> str:
+def _source(n_rows: int, n_cols: int, depth: int, assign: bool, lower: bool) -> str:
     """Python source of ``accumulate(out, a, a_off, b, b_off)``:
-    out[c, r] += sum_k a[k, a_off + r] * b[k, b_off + c]  (r < n_rows, c < n_cols)."""
+    out[c, r] (+)= sum_k a[k, a_off + r] * b[k, b_off + c]  (r < n_rows, c < n_cols; r >= c if lower)."""
     lines = ["def accumulate(out, a, a_off, b, b_off):"]
     for k in range(depth):
         lines += [f"    a{k}_{r} = a[{k}, a_off + {r}]" for r in range(n_rows)]
         lines += [f"    b{k}_{c} = b[{k}, b_off + {c}]" for c in range(n_cols)]
+    op = "=" if assign else "+="
     for c in range(n_cols):
-        for r in range(n_rows):
-            lines.append(f"    out[{c}, {r}] += " + " + ".join(f"a{k}_{r} * b{k}_{c}" for k in range(depth)))
+        for r in range(c if lower else 0, n_rows):
+            lines.append(f"    out[{c}, {r}] {op} " + " + ".join(f"a{k}_{r} * b{k}_{c}" for k in range(depth)))
     return "\n".join(lines) + "\n"
 
 
 @lru_cache(maxsize=None)
-def outer_product_accumulator(n_rows: int, n_cols: int, depth: int):
+def outer_product_accumulator(n_rows: int, n_cols: int, depth: int, assign: bool = False, lower: bool = False):
     """An inlined numba function ``accumulate(out, a, a_off, b, b_off)`` adding A^T B to ``out``.
 
     ``out[c, r] += sum_k a[k, a_off + r] * b[k, b_off + c]`` for r < n_rows, c < n_cols: the
     (c, r) entry of B^T A, i.e. ``out`` holds a column-major n_rows x n_cols block. Every operand
-    is read before ``out`` is written."""
+    is read before ``out`` is written. ``assign``: store the product instead of adding it (a first
+    contribution: ``out`` need not be zeroed). ``lower``: only the entries r >= c (a symmetric
+    product A^T A whose upper part nobody reads); the others are left untouched."""
     namespace: dict = {}
-    name = f"<outer_product_accumulator {n_rows}x{n_cols}x{depth}>"
-    exec(compile(_source(n_rows, n_cols, depth), name, "exec"), namespace)  # noqa: S102 - our own source
+    variant = (" assign" if assign else "") + (" lower" if lower else "")
+    name = f"<outer_product_accumulator {n_rows}x{n_cols}x{depth}{variant}>"
+    exec(compile(_source(n_rows, n_cols, depth, assign, lower), name, "exec"), namespace)  # noqa: S102 - our own source
+    return numba.njit(inline="always", fastmath=CONTRACT)(namespace["accumulate"])
+
+
+@lru_cache(maxsize=None)
+def transposed_product_accumulator(n_rows: int, depth: int):
+    """An inlined numba function ``accumulate(out, a, x, x_off)`` adding A^T x to the vector ``out``:
+    ``out[r] += sum_k a[k, r] * x[x_off + k]`` for r < n_rows, k < depth (A is depth x n_rows). Each sum
+    is formed in registers and added to ``out`` once, so consecutive calls on one ``out`` do not wait
+    on each other's stores."""
+    lines = ["def accumulate(out, a, x, x_off):"]
+    lines += [f"    x{k} = x[x_off + {k}]" for k in range(depth)]
+    lines += [f"    a{k}_{r} = a[{k}, {r}]" for k in range(depth) for r in range(n_rows)]
+    lines += [f"    out[{r}] += " + " + ".join(f"a{k}_{r} * x{k}" for k in range(depth)) for r in range(n_rows)]
+    namespace: dict = {}
+    exec(compile("\n".join(lines) + "\n", f"<transposed_product_accumulator {n_rows}x{depth}>", "exec"),  # noqa: S102
+         namespace)
     return numba.njit(inline="always", fastmath=CONTRACT)(namespace["accumulate"])
 
 

@@ -1,13 +1,14 @@
 """The straight-line block products (issue 18): A^T B accumulated into a block, against numpy, for
-the shapes the Schur kernels use and a few others, with offsets and the lower-only variant; and
-the SLP switch restores numba's setting."""
+the shapes the Schur kernels use and a few others, with offsets, the assigning and lower-only
+variants, and A^T x into a vector; and the SLP switch restores numba's setting."""
 from __future__ import annotations
 
 import numba
 import numpy as np
 import pytest
 
-from sparselm.linalg.schur.unrolled import outer_product_accumulator, slp_vectorization
+from sparselm.linalg.schur.unrolled import (outer_product_accumulator, slp_vectorization,
+                                            transposed_product_accumulator)
 
 
 @numba.njit(cache=False)
@@ -28,6 +29,40 @@ def test_accumulates_a_transpose_b(n_rows, n_cols, depth):
         _apply(fn, out, a, a_off, b, b_off)
     product = (a[:, a_off:a_off + n_rows].T @ b[:, b_off:b_off + n_cols]).T  # out[c, r] += sum_k a[k, r] b[k, c]
     np.testing.assert_allclose(out, start + product, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("assign, lower", [(True, False), (False, True), (True, True)])
+def test_assign_and_lower_variants(assign, lower):
+    rng = np.random.default_rng(7)
+    n, depth = 9, 3
+    a = rng.normal(size=(depth, n + 1))
+    out = rng.normal(size=(n, n))
+    start = out.copy()
+    fn = outer_product_accumulator(n, n, depth, assign=assign, lower=lower)
+    with slp_vectorization():
+        _apply(fn, out, a, 1, a, 1)
+    product = a[:, 1:].T @ a[:, 1:]  # symmetric: out[c, r] gets entry (r, c)
+    expected = product if assign else start + product
+    written = np.triu(np.ones((n, n), dtype=bool)) if lower else np.ones((n, n), dtype=bool)  # out[c, r], r >= c
+    np.testing.assert_allclose(out[written], expected[written], rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(out[~written], start[~written])
+
+
+@numba.njit(cache=False)
+def _apply_transposed(fn, out, a, x, x_off):
+    fn(out, a, x, x_off)
+
+
+@pytest.mark.parametrize("n_rows, depth", [(3, 9), (3, 6), (1, 4)])
+def test_transposed_product_adds_a_transpose_x(n_rows, depth):
+    rng = np.random.default_rng(n_rows * 10 + depth)
+    a = rng.normal(size=(depth, n_rows))
+    x = rng.normal(size=depth + 5)
+    out = rng.normal(size=n_rows)
+    start = out.copy()
+    with slp_vectorization():
+        _apply_transposed(transposed_product_accumulator(n_rows, depth), out, a, x, 3)
+    np.testing.assert_allclose(out, start + a.T @ x[3:3 + depth], rtol=1e-13, atol=1e-13)
 
 
 def test_slp_switch_is_restored_even_after_an_error():
