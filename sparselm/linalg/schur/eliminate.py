@@ -75,24 +75,26 @@ def point_pass_kernels(kf: int, ke: int):
                         break
                     d = math.sqrt(s)
                     L[j, j] = d
+                    inv_d = 1.0 / d  # one division per column: the rest multiplies (shorter latency chain)
+                    M[j, j] = inv_d
                     for i in range(j + 1, ke):
                         t = v[p, i, j]
                         for k in range(j):
                             t -= L[i, k] * L[j, k]
-                        L[i, j] = t / d
+                        L[i, j] = t * inv_d
                 if not ok:
                     failures[ch] += 1
                     continue
-                # M = L^-1 (lower triangular)
+                # M = L^-1 (lower triangular; its diagonal 1 / L[i, i] is already there)
                 for c in range(ke):
                     for i in range(ke):
                         if i < c:
                             M[i, c] = 0.0
-                        else:
-                            t = 1.0 if i == c else 0.0
+                        elif i > c:
+                            t = 0.0
                             for k in range(c, i):
                                 t -= L[i, k] * M[k, c]
-                            M[i, c] = t / L[i, i]
+                            M[i, c] = t * M[i, i]
                 for a in range(ke):
                     for c in range(ke):
                         s = 0.0

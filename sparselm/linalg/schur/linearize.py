@@ -15,7 +15,9 @@ reproducible for a given thread count). W is never zeroed: each cell's first con
 (``SchurGroupMaps.cell_first``) is stored, later ones added, which saves a write and a read of
 every cell per linearisation (BA: one instance per cell, so W is written once and never read here).
 Block sizes are compile-time constants: m (rows of the residual), kf (padded f size), ke. The
-block products (V: ke x ke, W: kf x ke, U: kf x kf, each from m Jacobian rows) are straight-line
+block products (V: ke x ke, W: kf x ke, U: kf x kf, each from m Jacobian rows; U's diagonal
+blocks J_f^T J_f only in their lower triangle, which is all the reduction reads) and the gradient
+and column-norm sums are straight-line
 code from :mod:`sparselm.linalg.schur.unrolled` (SIMD through the SLP vectoriser); call the pass
 inside :func:`sparselm.linalg.schur.unrolled.slp_vectorization`.
 """
@@ -26,7 +28,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 
-from sparselm.linalg.schur.unrolled import CONTRACT, cacheable_kernel, outer_product_accumulator
+from sparselm.linalg.schur.unrolled import CONTRACT, cacheable_kernel, gradient_accumulator, outer_product_accumulator
 
 
 @lru_cache(maxsize=None)
@@ -54,16 +56,7 @@ def linearize_kernel(m: int, kf: int, ke: int):
                 if es >= 0:
                     p = e_local[i]
                     oe = slot_offset[es]
-                    c0 = e_col0 + p * ke
-                    for a in range(ke):
-                        g = 0.0
-                        nn = 0.0
-                        for r in range(m):
-                            x = jacobian[i, r, oe + a]
-                            g += x * residuals[i, r]
-                            nn += x * x
-                        gradient[c0 + a] += g
-                        column_norms[c0 + a] += nn
+                    add_gradient_e(gradient, column_norms, e_col0 + p * ke, jacobian[i], oe, residuals[i])
                     add_v(v[p], jacobian[i], oe, jacobian[i], oe)
                 for j in range(n_slots):
                     b = block[i, j]
@@ -72,15 +65,18 @@ def linearize_kernel(m: int, kf: int, ke: int):
                     of = slot_offset[j]
                     kj = slot_size[j]
                     fc = block_col[b]
-                    for a in range(kj):
-                        g = 0.0
-                        nn = 0.0
-                        for r in range(m):
-                            x = jacobian[i, r, of + a]
-                            g += x * residuals[i, r]
-                            nn += x * x
-                        gp[fc + a] += g
-                        npv[fc + a] += nn
+                    if kj == kf:
+                        add_gradient_f(gp, npv, fc, jacobian[i], of, residuals[i])
+                    else:
+                        for a in range(kj):
+                            g = 0.0
+                            nn = 0.0
+                            for r in range(m):
+                                x = jacobian[i, r, of + a]
+                                g += x * residuals[i, r]
+                                nn += x * x
+                            gp[fc + a] += g
+                            npv[fc + a] += nn
                     cell = cell_of[i, j]
                     if cell < 0:
                         continue
@@ -112,7 +108,9 @@ def linearize_kernel(m: int, kf: int, ke: int):
                     oa = slot_offset[sa]
                     ob = slot_offset[sb]
                     blk = up[t]
-                    if slot_size[sa] == kf and slot_size[sb] == kf:
+                    if slot_size[sa] == kf and sa == sb:  # J_a^T J_a, a diagonal block: its lower part
+                        add_u_lower(blk, jacobian[i], oa, jacobian[i], oa)
+                    elif slot_size[sa] == kf and slot_size[sb] == kf:
                         add_u(blk, jacobian[i], oa, jacobian[i], ob)
                     else:
                         for cc in range(slot_size[sb]):
@@ -125,7 +123,9 @@ def linearize_kernel(m: int, kf: int, ke: int):
     return cacheable_kernel(linearize_pass, numba.njit(parallel=True, cache=True, fastmath=CONTRACT),
                             add_v=outer_product_accumulator(ke, ke, m), add_w=outer_product_accumulator(ke, kf, m),
                             set_w=outer_product_accumulator(ke, kf, m, assign=True),
-                            add_u=outer_product_accumulator(kf, kf, m))
+                            add_u=outer_product_accumulator(kf, kf, m),
+                            add_u_lower=outer_product_accumulator(kf, kf, m, lower=True),
+                            add_gradient_e=gradient_accumulator(ke, m), add_gradient_f=gradient_accumulator(kf, m))
 
 
 @numba.njit(parallel=True, cache=True)

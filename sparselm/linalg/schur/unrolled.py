@@ -34,6 +34,10 @@ def slp_vectorization() -> Iterator[None]:
 
     Wrap every call of a kernel that inlines :func:`outer_product_accumulator`: the first call
     compiles (or loads the cached machine code), later calls only pay the attribute flip."""
+    # numba re-reads its NUMBA_* environment at the first compilation after one of them changed (as
+    # importing sparselm does when numba was imported first), resetting SLP_VECTORIZE to 0: read it
+    # now, so that the compilation inside this block keeps the setting.
+    numba.core.config.reload_config()
     old = numba.config.SLP_VECTORIZE
     numba.config.SLP_VECTORIZE = 1
     try:
@@ -85,6 +89,22 @@ def transposed_product_accumulator(n_rows: int, depth: int):
     namespace: dict = {}
     exec(compile("\n".join(lines) + "\n", f"<transposed_product_accumulator {n_rows}x{depth}>", "exec"),  # noqa: S102
          namespace)
+    return numba.njit(inline="always", fastmath=CONTRACT)(namespace["accumulate"])
+
+
+@lru_cache(maxsize=None)
+def gradient_accumulator(n_cols: int, depth: int):
+    """An inlined numba function ``accumulate(grad, norms, g_off, jac, j_off, res)`` adding one residual
+    block's J^T r and column norms: ``grad[g_off + a] += sum_k jac[k, j_off + a] res[k]`` and
+    ``norms[g_off + a] += sum_k jac[k, j_off + a]^2`` for a < n_cols, k < depth."""
+    lines = ["def accumulate(grad, norms, g_off, jac, j_off, res):"]
+    lines += [f"    r{k} = res[{k}]" for k in range(depth)]
+    lines += [f"    j{k}_{a} = jac[{k}, j_off + {a}]" for k in range(depth) for a in range(n_cols)]
+    for a in range(n_cols):
+        lines.append(f"    grad[g_off + {a}] += " + " + ".join(f"j{k}_{a} * r{k}" for k in range(depth)))
+        lines.append(f"    norms[g_off + {a}] += " + " + ".join(f"j{k}_{a} * j{k}_{a}" for k in range(depth)))
+    namespace: dict = {}
+    exec(compile("\n".join(lines) + "\n", f"<gradient_accumulator {n_cols}x{depth}>", "exec"), namespace)  # noqa: S102
     return numba.njit(inline="always", fastmath=CONTRACT)(namespace["accumulate"])
 
 

@@ -1,13 +1,13 @@
 """The straight-line block products (issue 18): A^T B accumulated into a block, against numpy, for
 the shapes the Schur kernels use and a few others, with offsets, the assigning and lower-only
-variants, and A^T x into a vector; and the SLP switch restores numba's setting."""
+variants, A^T x into a vector, J^T r with column norms; and the SLP switch restores numba's setting."""
 from __future__ import annotations
 
 import numba
 import numpy as np
 import pytest
 
-from sparselm.linalg.schur.unrolled import (outer_product_accumulator, slp_vectorization,
+from sparselm.linalg.schur.unrolled import (gradient_accumulator, outer_product_accumulator, slp_vectorization,
                                             transposed_product_accumulator)
 
 
@@ -65,6 +65,28 @@ def test_transposed_product_adds_a_transpose_x(n_rows, depth):
     np.testing.assert_allclose(out, start + a.T @ x[3:3 + depth], rtol=1e-13, atol=1e-13)
 
 
+@numba.njit(cache=False)
+def _apply_gradient(fn, grad, norms, g_off, jac, j_off, res):
+    fn(grad, norms, g_off, jac, j_off, res)
+
+
+@pytest.mark.parametrize("n_cols, depth", [(9, 2), (3, 2), (6, 3)])
+def test_gradient_accumulator_adds_j_transpose_r_and_column_norms(n_cols, depth):
+    rng = np.random.default_rng(n_cols * 10 + depth)
+    jac = rng.normal(size=(depth, n_cols + 4))
+    res = rng.normal(size=depth)
+    grad, norms = rng.normal(size=n_cols + 3), rng.normal(size=n_cols + 3)
+    g0, n0 = grad.copy(), norms.copy()
+    with slp_vectorization():
+        _apply_gradient(gradient_accumulator(n_cols, depth), grad, norms, 2, jac, 3, res)
+    block = jac[:, 3:3 + n_cols]
+    np.testing.assert_allclose(grad[2:2 + n_cols], g0[2:2 + n_cols] + block.T @ res, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(norms[2:2 + n_cols], n0[2:2 + n_cols] + (block ** 2).sum(axis=0), rtol=1e-13, atol=1e-13)
+    untouched = np.r_[0:2, 2 + n_cols:n_cols + 3]
+    np.testing.assert_array_equal(grad[untouched], g0[untouched])
+    np.testing.assert_array_equal(norms[untouched], n0[untouched])
+
+
 def test_slp_switch_is_restored_even_after_an_error():
     before = numba.config.SLP_VECTORIZE
     with pytest.raises(RuntimeError):
@@ -72,6 +94,15 @@ def test_slp_switch_is_restored_even_after_an_error():
             assert numba.config.SLP_VECTORIZE == 1
             raise RuntimeError("boom")
     assert numba.config.SLP_VECTORIZE == before
+
+
+def test_slp_setting_survives_numba_rereading_its_environment(monkeypatch):
+    # numba re-reads the NUMBA_* variables at the first compilation after one changed (importing
+    # sparselm after numba changes NUMBA_THREADING_LAYER); that must not switch SLP off again
+    monkeypatch.setenv("NUMBA_DEBUG_CACHE", "0")
+    with slp_vectorization():
+        numba.core.config.reload_config()  # what numba's compiler does before compiling
+        assert numba.config.SLP_VECTORIZE == 1
 
 
 def test_non_finite_values_propagate():
