@@ -23,6 +23,7 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("core", "residuals"),
     ("linalg",),
     ("lm",),
+    ("distributed",),
     ("formats", "bal", "g2o", "colmap", "scipy_api", "covariance"),
     ("profiling",),
     ("cli",),

@@ -40,6 +40,14 @@ class Minimizer:
         #: None before the loop started (e.g. a non-finite residual at the starting point)
         self.best_values: Optional[Dict[str, np.ndarray]] = None
 
+    # The three norms the stopping rules read (a distributed subclass reduces them over its ranks).
+    def _gradient_max_norm(self) -> float:
+        g = self.evaluator.gradient
+        return float(np.max(np.abs(g))) if g.size else 0.0
+
+    def _step_norm(self, step: np.ndarray) -> float:
+        return float(np.linalg.norm(step))
+
     def _free_norm(self, values: Dict[str, np.ndarray]) -> float:
         total = 0.0
         for name, ids in self.evaluator.layout.block_id.items():
@@ -55,7 +63,7 @@ class Minimizer:
         cost = self._linearize(values)
         tr.fix_jacobi_scaling(ev.column_norms)
         summary.initial_cost = summary.final_cost = cost
-        grad_norm = float(np.max(np.abs(ev.gradient))) if ev.gradient.size else 0.0
+        grad_norm = self._gradient_max_norm()
         self._record(summary, IterationRecord(0, cost, 0.0, grad_norm, 0.0, 0.0, tr.radius, 0, 0.0,
                                               time.perf_counter() - start_time, True))
         if grad_norm <= o.gradient_tolerance:
@@ -93,7 +101,7 @@ class Minimizer:
                         return
                     continue
                 invalid_in_row = 0
-                step_norm = float(np.linalg.norm(step))
+                step_norm = self._step_norm(step)
                 ev.apply_step(values, step, trial)
                 trial_cost = ev.cost_at(trial)
                 if not math.isfinite(trial_cost):
@@ -118,7 +126,7 @@ class Minimizer:
                     else:
                         values, trial = self._swap(values, trial)
                         cost = summary.final_cost = new_cost
-                        grad_norm = float(np.max(np.abs(ev.gradient)))
+                        grad_norm = self._gradient_max_norm()
                         tr.step_accepted(ratio)
                         summary.successful_steps += 1
                 if not success:

@@ -24,6 +24,15 @@ from sparselm.util import threads
 from sparselm.util.timing import PhaseTimer
 
 
+def linear_solver_options(options: SolverOptions) -> LinearSolverOptions:
+    """The options the linear solvers read, from the solve's options."""
+    return LinearSolverOptions(ordering=options.ordering, factorization=options.factorization,
+                               max_cg_iterations=options.max_cg_iterations, min_cg_iterations=options.min_cg_iterations,
+                               cg_tolerance=options.cg_tolerance, preconditioner=options.preconditioner,
+                               extra={"schur_variant": options.schur_variant,
+                                      "cg_termination": options.cg_termination})
+
+
 def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -> Summary:
     """Minimise ``problem`` with Levenberg-Marquardt; the solution is written into its groups' values.
 
@@ -45,13 +54,7 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
     factor_nnz = int(choice.factor_estimate["nnz"]) if choice.factor_estimate else None
     check_memory(estimate_memory(problem, choice.name, layout, threads=n_threads, factor_nnz=factor_nnz))
     evaluator = Evaluator(problem, layout, timer)
-    lin_opts = LinearSolverOptions(ordering=options.ordering, factorization=options.factorization,
-                                   max_cg_iterations=options.max_cg_iterations,
-                                   min_cg_iterations=options.min_cg_iterations, cg_tolerance=options.cg_tolerance,
-                                   preconditioner=options.preconditioner,
-                                   extra={"schur_variant": options.schur_variant,
-                                          "cg_termination": options.cg_termination})
-    linear_solver = registry.get(choice.name).solver(layout, evaluator, timer, lin_opts)
+    linear_solver = registry.get(choice.name).solver(layout, evaluator, timer, linear_solver_options(options))
     summary = Summary()
     summary.setup_time_s = time.perf_counter() - start
     summary.problem = dict(problem.sizes(), free_parameters=layout.n_columns)

@@ -165,13 +165,14 @@ class IterativeSchur(SchurSolver):
             self._it_eliminate(self._it_chunk_e, self.v, diagonal, st.e_col0, g, st.cells_of_e, st.cell_f, self.w,
                                self.v_inv, self.vg, schur_pc, self._it_y_work, self._it_p_priv, self._it_rhs_priv,
                                self._it_failures)
-            failures = int(self._it_failures.sum())
+            p_priv, rhs_priv, failures = self.combine_elimination(self._it_p_priv, self._it_rhs_priv,
+                                                                  int(self._it_failures.sum()))
             if failures:
                 return self._failed(f"iterative_schur: {failures} eliminated blocks not positive definite")
         with self.timer.phase("preconditioner"):
             gather_values(self._it_src, self.u_values, self._it_diag_slot, diagonal, self._it_data)
             failures = self._it_reduce(self._it_f_col, self._it_f_size, p.colptr, self.u_values, diagonal, True, g,
-                                       schur_pc, self._it_p_priv, True, self._it_rhs_priv, self._it_p_inv, self.rhs)
+                                       schur_pc, p_priv, True, rhs_priv, self._it_p_inv, self.rhs)
         if failures:
             return self._failed(f"iterative_schur: {failures} preconditioner blocks not positive definite "
                                 "(the reduced camera matrix is not positive definite)")
@@ -211,8 +212,28 @@ class IterativeSchur(SchurSolver):
             st = self.structure
             self._it_w_pass(self._it_chunk_e, st.cells_of_e, st.cell_f, self.w, self.v_inv, self._it_p_pad,
                             self._it_t_work, self._it_y_priv)
-        return csr_matvec_dot(self._it_indptr, self._it_indices, self._it_data, x, self._it_y_priv,
-                               self._it_col_block, self._it_col_within, y)
+            y_priv = self.combine_products(self._it_y_priv)
+        else:
+            y_priv = self._it_y_priv
+        return csr_matvec_dot(self._it_indptr, self._it_indices, self._it_data, x, y_priv,
+                              self._it_col_block, self._it_col_within, y)
+
+    # -- hooks for a distributed subclass (sparselm.distributed): identity here ----------------
+    def u_csr_sources(self) -> np.ndarray:
+        """Positions in the lower(S) values of the entries of the implicit product's CSR of U's own
+        blocks (row-major, each off-diagonal entry twice); its order depends on U's block structure only."""
+        return self._it_src
+
+    def combine_elimination(self, p_priv: np.ndarray, rhs_priv: np.ndarray, failures: int):
+        """The implicit elimination's per-chunk outputs (Schur-Jacobi blocks (chunks, n_f, kf, kf),
+        right-hand-side parts (chunks, n_f, kf)) and its count of eliminated blocks that are not
+        positive definite, as the preconditioner reduction should see them."""
+        return p_priv, rhs_priv, failures
+
+    def combine_products(self, y_priv: np.ndarray) -> np.ndarray:
+        """The implicit product's per-chunk parts of W V^-1 W^T x (chunks, n_f, kf), as the CG
+        matvec should subtract them."""
+        return y_priv
 
     def _it_cg(self):
         """PCG from x = 0 on S x = rhs; returns x (a work array) or None (self._it_message says why)."""
