@@ -3,6 +3,8 @@ and a random sparse 2-D graph problem (linear offsets + nonlinear ranges + prior
 numpy residual function and sparse Jacobian for scipy."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -147,3 +149,19 @@ def values_vector(problem: sparselm.Problem) -> np.ndarray:
 @pytest.fixture
 def flat_values():
     return values_vector
+
+
+@pytest.fixture
+def bal_data() -> Path:
+    """$SPARSELM_DATA (the folder of real BAL files) as a Path; skips when unset, fails instead when
+    SPARSELM_REQUIRE_DATA=1."""
+    folder = os.environ.get("SPARSELM_DATA")
+    if not folder:
+        message = "SPARSELM_DATA is not set: no real BAL files to test against"
+        if os.environ.get("SPARSELM_REQUIRE_DATA") == "1":
+            pytest.fail(message + " (and SPARSELM_REQUIRE_DATA=1)")
+        pytest.skip(message)
+    path = Path(folder)
+    if not path.is_dir():
+        pytest.fail(f"SPARSELM_DATA={folder} is not a directory")
+    return path

@@ -12,6 +12,7 @@ ended on every rank, and outputs are written atomically, so no fault leaves a pa
 """
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Callable
@@ -41,4 +42,4 @@ def run_ranks(args, solve_and_report: Callable, make_options: Callable) -> int:
         print(f"sparselm: rank {comm.rank} of {comm.size}: error: {one_line(exc)}; ending all ranks",
               file=sys.stderr, flush=True)
         comm.abort(code)
-        raise  # pragma: no cover - MPI_Abort does not return
+        os._exit(code)  # pragma: no cover - in case MPI_Abort returns before the launcher ends this rank

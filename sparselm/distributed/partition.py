@@ -105,8 +105,8 @@ def partition_kept(kept: np.ndarray, elim: np.ndarray, n_kept: int, n_elim: int,
         else:
             xadj, adjncy, eweights, vweights = covisibility_graph(kept, elim, n_kept, n_elim)
             opts = pymetis.Options(seed=0)
-            _, parts = pymetis.part_graph(n_ranks, xadj=xadj, adjncy=adjncy, vweights=np.maximum(vweights, 1),
-                                          eweights=eweights, options=opts)
+            _, parts = pymetis.part_graph(n_ranks, pymetis.CSRAdjacency(xadj, adjncy),
+                                          vweights=np.maximum(vweights, 1), eweights=eweights, options=opts)
             return np.asarray(parts, dtype=np.int64), "metis"
     cum = np.cumsum(weight)
     total = max(int(cum[-1]), 1)

@@ -119,6 +119,7 @@ def solve_distributed(problem: Optional[Problem], options: SolverOptions, comm: 
     summary.options_used = dict(summary.options_given, linear_solver=SOLVER, threads=n_threads,
                                 linear_solver_reason=f"distributed over {comm.size} MPI ranks", ranks=comm.size)
     summary.phases = timer.table()
-    summary.linear_solver = dict(solver.info(), partition=part.method, **part.counts(comm.size))
+    summary.linear_solver = dict(solver.info(), partition=part.method,
+                                 **{f"per_rank_{k}": v for k, v in part.counts(comm.size).items()})
     summary.environment = threads.describe()
     return summary
