@@ -33,7 +33,7 @@ from sparselm.core.evaluator import Evaluator, NonFiniteError
 from sparselm.distributed.comm import Communicator
 from sparselm.distributed.partition import NotDistributable
 from sparselm.linalg.base import LinearSolution
-from sparselm.linalg.schur.iterative import IterativeSchur
+from sparselm.linalg.schur.implicit import ImplicitSchur
 from sparselm.lm.minimizer import Minimizer
 
 
@@ -65,24 +65,22 @@ class DistributedEvaluator(Evaluator):
         return self.comm.sum(super().model_cost_change(step), "cost")
 
 
-class DistributedIterativeSchur(IterativeSchur):
+class DistributedIterativeSchur(ImplicitSchur):
     """Implicit-Schur PCG over ranks: the sums of the module docstring, one Allreduce per CG iteration."""
 
     name = "iterative_schur"
 
     def __init__(self, layout, evaluator, timer, options, comm: Communicator):
-        super().__init__(layout, evaluator, timer, options, variant="implicit")
+        super().__init__(layout, evaluator, timer, options)
         self.comm = comm
-        st = self.structure
-        kf = self.w.shape[1]
-        self.n_r = st.e_col0
-        self._y_sum = np.zeros((1, st.n_f_blocks, kf))
+        n_f, kf = self.n_f, self.kf
+        self._y_sum = np.zeros((1, n_f, kf))
         schur_pc = self.preconditioner == "schur_jacobi"
-        self._p_len = st.n_f_blocks * kf * kf if schur_pc else 0
-        self._rhs_len = st.n_f_blocks * kf
+        self._p_len = n_f * kf * kf if schur_pc else 0
+        self._rhs_len = n_f * kf
         self._elim_buf = np.zeros(self._p_len + self._rhs_len + 1)
-        # U's entries in the order of the matvec's CSR of U's own blocks, which is the same on every rank
-        # when U's block structure is (BA: block-diagonal); the lower(S) positions differ between ranks.
+        # U's entries in the order of the matvec's CSR of U's blocks, the same on every rank when U's block
+        # structure is (BA: block-diagonal).
         self._u_src = self.u_csr_sources()
         sizes = comm.max([self._u_src.size, -self._u_src.size], "setup")
         if sizes[0] != -sizes[1]:
@@ -91,7 +89,6 @@ class DistributedIterativeSchur(IterativeSchur):
         self._lin_buf = np.zeros(self._u_src.size + 2 * self.n_r)
 
     def linearize(self) -> None:
-        self.u_values[self._u_src] = 0.0  # blocks of kept blocks this rank never sees keep their zero
         super().linearize()
         n_u, n_r = self._u_src.size, self.n_r
         g, norms, buf = self.evaluator.gradient, self.evaluator.column_norms, self._lin_buf

@@ -51,12 +51,13 @@ import numba
 import numpy as np
 
 from sparselm.core.layout import slot_pairs
-from sparselm.linalg.base import LinearSolution, LinearSolverSpec
+from sparselm.linalg.base import LinearSolution, LinearSolver, LinearSolverSpec
 from sparselm.linalg.flops import schur_flops
 from sparselm.linalg.schur.memory import iterative_schur_memory
 from sparselm.linalg.schur.direct import SchurSolver
 from sparselm.linalg.schur.kernels import back_substitute
 from sparselm.linalg.schur.block_pcg import BlockPCG
+from sparselm.linalg.schur.implicit import ImplicitSchur, eliminated_group_index
 from sparselm.linalg.schur.pcg import chunk_by_work, csr_matvec_dot, gather_values, implicit_kernels, symmetric_csr
 
 VARIANTS = ("implicit", "explicit")
@@ -238,8 +239,18 @@ class IterativeSchur(SchurSolver):
         return d
 
 
+def iterative_schur_solver(layout, evaluator, timer, options) -> LinearSolver:
+    """The ``iterative_schur`` solver for this layout: products through the Jacobian
+    (:class:`~sparselm.linalg.schur.implicit.ImplicitSchur`) when the variant is implicit and one residual
+    group touches the eliminated blocks (bundle adjustment), else :class:`IterativeSchur`."""
+    if (str(options.extra.get("schur_variant", "implicit")) == "implicit"
+            and eliminated_group_index(layout) is not None):
+        return ImplicitSchur(layout, evaluator, timer, options)
+    return IterativeSchur(layout, evaluator, timer, options)
+
+
 SPEC = LinearSolverSpec(
-    name="iterative_schur", solver=IterativeSchur,
+    name="iterative_schur", solver=iterative_schur_solver,
     summary="preconditioned conjugate gradients on S (implicit: S never formed)", memory=iterative_schur_memory,
     model_flops=schur_flops, uses_schur=True,
     options=("preconditioner", "schur_variant", "cg_termination", "min_cg_iterations", "max_cg_iterations",
