@@ -43,7 +43,7 @@ class LinearSolverOptions:
 
     ordering: str = "amd"
     factorization: str = "supernodal"      # CHOLMOD mode: supernodal, simplicial, auto
-    max_cg_iterations: int = 500
+    max_cg_iterations: int = 100
     cg_tolerance: float = 1e-6            # forcing term cap (eta) for iterative solvers
     min_cg_iterations: int = 0
     preconditioner: str = "schur_jacobi"

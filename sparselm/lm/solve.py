@@ -50,7 +50,7 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
     timer = PhaseTimer()
     n_threads = threads.configure(options.threads)
     layout = build_layout(problem)
-    choice = choose_linear_solver(layout, options.linear_solver)
+    choice = choose_linear_solver(layout, options.linear_solver, problem)
     factor_nnz = int(choice.factor_estimate["nnz"]) if choice.factor_estimate else None
     check_memory(estimate_memory(problem, choice.name, layout, threads=n_threads, factor_nnz=factor_nnz))
     evaluator = Evaluator(problem, layout, timer)

@@ -32,14 +32,17 @@ PRECONDITIONERS = ("schur_jacobi", "jacobi")
 
 
 def eliminated_group_index(layout) -> Optional[int]:
-    """The residual group that alone touches the eliminated blocks, each instance at most once; None
-    when there is none, several, or the eliminated blocks differ in size."""
+    """The residual group that alone touches the eliminated blocks, each instance at most once and always
+    in the same slot; None when there is none, several, or the eliminated blocks differ in size."""
     n_f = layout.n_reduced_blocks
     if n_f in (0, layout.n_blocks) or np.unique(layout.block_size[n_f:]).size != 1:
         return None
     touching = [g for g, rl in enumerate(layout.residuals) if (rl.block >= n_f).any()]
-    if len(touching) != 1 or ((layout.residuals[touching[0]].block >= n_f).sum(axis=1) > 1).any():
+    if len(touching) != 1:
         return None
+    is_e = layout.residuals[touching[0]].block >= n_f
+    if (is_e.sum(axis=1) > 1).any() or np.flatnonzero(is_e.any(axis=0)).size != 1:
+        return None  # an instance touching two eliminated blocks, or eliminated blocks in two slots
     return touching[0]
 
 
@@ -109,7 +112,12 @@ class ImplicitSchur(LinearSolver):
                             np.linspace(0, rl.block.shape[0], n_chunks + 1).astype(np.int64)
                             for g, rl in enumerate(lay.residuals)]
         m = self.evaluator.residuals[g_e].shape[1]
-        self._eliminate, self._product, self._back_substitute = jacobian_schur_kernels(m, kf, ke)
+        rl_e = lay.residuals[g_e]
+        e_col = int(np.flatnonzero((rl_e.block >= n_f).any(axis=0))[0])
+        f_slots = tuple(j for j in range(rl_e.block.shape[1]) if j != e_col)
+        self._eliminate, self._product, self._back_substitute = jacobian_schur_kernels(
+            m, ke, f_slots, tuple(int(rl_e.slot_offset[j]) for j in f_slots),
+            tuple(int(rl_e.slot_size[j]) for j in f_slots), int(rl_e.slot_offset[e_col]))
         self._linearize_kernels = [linearize_kernel(res.shape[1], kf, ke) for res in self.evaluator.residuals]
         _, self._reduce_blocks, _ = implicit_kernels(kf, ke)
         self._no_w = np.zeros((0, kf, ke))
@@ -177,12 +185,11 @@ class ImplicitSchur(LinearSolver):
         lay, g = self.layout, self.evaluator.gradient
         rl = lay.residuals[self.g_e]
         jac = self.evaluator.jacobians[self.g_e]
-        e_slot = self._e_slot[self.g_e]
         schur_pc = self.preconditioner == "schur_jacobi"
         with self.timer.phase("elimination"):
-            self._eliminate(self._chunk_pts, self._inst_ptr, e_slot, rl.block, rl.slot_offset, rl.slot_size, self.n_f,
-                            jac, self.v, diagonal, self.n_r, g, self._repeated, schur_pc, self.v_inv, self.vg,
-                            self._w_work, self._vec_work, self._p_priv, self._rhs_priv, self._failures)
+            self._eliminate(self._chunk_pts, self._inst_ptr, rl.block, self.n_f, jac, self.v, diagonal, self.n_r, g,
+                            self._repeated, schur_pc, self.v_inv, self.vg, self._w_work, self._vec_work, self._p_priv,
+                            self._rhs_priv, self._failures)
             p_priv, rhs_priv, failures = self.combine_elimination(self._p_priv, self._rhs_priv,
                                                                   int(self._failures.sum()))
         if failures:
@@ -204,8 +211,8 @@ class ImplicitSchur(LinearSolver):
             step[:self.n_r] = step_f
             x_pad = self.pcg.p_pad
             x_pad[self.pcg.col_block, self.pcg.col_within] = step_f
-            self._back_substitute(self._chunk_pts, self._inst_ptr, e_slot, rl.block, rl.slot_offset, rl.slot_size,
-                                  self.n_f, jac, self.v_inv, g, self.n_r, x_pad, self._vec_work, step)
+            self._back_substitute(self._chunk_pts, self._inst_ptr, rl.block, self.n_f, jac, self.v_inv, g, self.n_r,
+                                  x_pad, self._vec_work, step)
         sol = self._finite_or_failure(step)
         if sol.ok:
             sol.message = self.pcg.message
@@ -219,8 +226,8 @@ class ImplicitSchur(LinearSolver):
     def _matvec(self, x, x_pad, y) -> float:
         """y = S x (x_pad: x per f-block, padded); returns x . y."""
         rl = self.layout.residuals[self.g_e]
-        self._product(self._chunk_pts, self._inst_ptr, self._e_slot[self.g_e], rl.block, rl.slot_offset, rl.slot_size,
-                      self.n_f, self.evaluator.jacobians[self.g_e], self.v_inv, x_pad, self._vec_work, self._y_priv)
+        self._product(self._chunk_pts, self._inst_ptr, rl.block, self.n_f, self.evaluator.jacobians[self.g_e],
+                      self.v_inv, x_pad, self._vec_work, self._y_priv)
         y_priv = self.combine_products(self._y_priv)
         return csr_matvec_dot(self._indptr, self._indices, self._data, x, y_priv, self.pcg.col_block,
                               self.pcg.col_within, y)

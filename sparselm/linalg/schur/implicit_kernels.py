@@ -48,54 +48,57 @@ def points_with_repeated_blocks(inst_ptr, block, n_f):
 
 
 @lru_cache(maxsize=None)
-def jacobian_schur_kernels(m: int, kf: int, ke: int):
-    """(eliminate, product, back_substitute) for residuals of size m, f-blocks padded to kf, e-blocks ke."""
+def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_sizes: tuple, e_offset: int):
+    """(eliminate, product, back_substitute) for one residual group's slot structure, all compile-time
+    constants: residuals of size m, eliminated blocks of size ke in Jacobian columns e_offset..; the slots
+    that can hold f-blocks, their first Jacobian column and size."""
+    n_fs = len(f_slots)
 
     @numba.njit(cache=True)
-    def jf_times(jac, i, block, slot_offset, slot_size, n_f, x_pad, u):
+    def jf_times(jac, i, block, n_f, x_pad, u):
         """u[:m] = sum over instance i's f-slots of J_f x_f (x per f-block, padded)."""
         for r in range(m):
             u[r] = 0.0
-        for j in range(block.shape[1]):
-            b = block[i, j]
+        for k in range(n_fs):
+            b = block[i, f_slots[k]]
             if b < 0 or b >= n_f:
                 continue
-            of = slot_offset[j]
-            for q in range(slot_size[j]):
+            of = f_offsets[k]
+            for q in range(f_sizes[k]):
                 xq = x_pad[b, q]
                 for r in range(m):
                     u[r] += jac[i, r, of + q] * xq
 
     @numba.njit(cache=True)
-    def add_jf_transpose_times(jac, i, block, slot_offset, slot_size, n_f, u, out):
+    def add_jf_transpose_times(jac, i, block, n_f, u, out):
         """out[b, :] += J_f^T u[:m] for each f-slot of instance i (block b)."""
-        for j in range(block.shape[1]):
-            b = block[i, j]
+        for k in range(n_fs):
+            b = block[i, f_slots[k]]
             if b < 0 or b >= n_f:
                 continue
-            of = slot_offset[j]
-            for q in range(slot_size[j]):
+            of = f_offsets[k]
+            for q in range(f_sizes[k]):
                 acc = 0.0
                 for r in range(m):
                     acc += jac[i, r, of + q] * u[r]
                 out[b, q] += acc
 
     @numba.njit(cache=True)
-    def je_times(jac, i, oe, t, u):
-        """u[:m] = J_e t of instance i (e columns from oe)."""
+    def je_times(jac, i, t, u):
+        """u[:m] = J_e t of instance i."""
         for r in range(m):
             acc = 0.0
             for c in range(ke):
-                acc += jac[i, r, oe + c] * t[c]
+                acc += jac[i, r, e_offset + c] * t[c]
             u[r] = acc
 
     @numba.njit(cache=True)
-    def add_je_transpose_times(jac, i, oe, u, s):
+    def add_je_transpose_times(jac, i, u, s):
         """s[:ke] += J_e^T u[:m] of instance i."""
         for c in range(ke):
             acc = 0.0
             for r in range(m):
-                acc += jac[i, r, oe + c] * u[r]
+                acc += jac[i, r, e_offset + c] * u[r]
             s[c] += acc
 
     @numba.njit(cache=True)
@@ -118,19 +121,18 @@ def jacobian_schur_kernels(m: int, kf: int, ke: int):
                 out[q, c] += t
 
     @numba.njit(cache=True)
-    def w_block(jac, i, of, kj, oe, out):
-        """out[:kj, :] = J_f^T J_e of instance i (f columns from of, e columns from oe)."""
+    def w_block(jac, i, of, kj, out):
+        """out[:kj, :] = J_f^T J_e of instance i (f columns from of)."""
         for a in range(kj):
             for c in range(ke):
                 s = 0.0
                 for r in range(m):
-                    s += jac[i, r, of + a] * jac[i, r, oe + c]
+                    s += jac[i, r, of + a] * jac[i, r, e_offset + c]
                 out[a, c] = s
 
     @numba.njit(parallel=True, cache=True)
-    def eliminate(chunk_pts, inst_ptr, e_slot, block, slot_offset, slot_size, n_f, jac, v, diagonal, e_col0,
-                  gradient, repeated, schur_jacobi, v_inv, vg, w_work, vec_work, p_priv, rhs_priv, failures):
-        n_slots = block.shape[1]
+    def eliminate(chunk_pts, inst_ptr, block, n_f, jac, v, diagonal, e_col0, gradient, repeated, schur_jacobi,
+                  v_inv, vg, w_work, vec_work, p_priv, rhs_priv, failures):
         for ch in numba.prange(chunk_pts.shape[0] - 1):
             failures[ch] = 0
             rp = rhs_priv[ch]
@@ -148,18 +150,16 @@ def jacobian_schur_kernels(m: int, kf: int, ke: int):
                     failures[ch] += 1
                     continue
                 for i in range(inst_ptr[p], inst_ptr[p + 1]):
-                    oe = slot_offset[e_slot[i]]
-                    je_times(jac, i, oe, vg[p], u)
-                    add_jf_transpose_times(jac, i, block, slot_offset, slot_size, n_f, u, rp)
+                    je_times(jac, i, vg[p], u)
+                    add_jf_transpose_times(jac, i, block, n_f, u, rp)
                     if not schur_jacobi:
                         continue
-                    for j in range(n_slots):
-                        b = block[i, j]
+                    for k in range(n_fs):
+                        b = block[i, f_slots[k]]
                         if b < 0 or b >= n_f:
                             continue
-                        of = slot_offset[j]
-                        kj = slot_size[j]
-                        w_block(jac, i, of, kj, oe, wa)
+                        kj = f_sizes[k]
+                        w_block(jac, i, f_offsets[k], kj, wa)
                         for q in range(kj):
                             for c in range(ke):
                                 t = 0.0
@@ -170,14 +170,13 @@ def jacobian_schur_kernels(m: int, kf: int, ke: int):
                             add_lower_product(y, wa, kj, pp[b])
                             continue
                         for i2 in range(inst_ptr[p], inst_ptr[p + 1]):
-                            for j2 in range(n_slots):
-                                if block[i2, j2] == b:
-                                    w_block(jac, i2, slot_offset[j2], kj, slot_offset[e_slot[i2]], w2)
+                            for k2 in range(n_fs):
+                                if block[i2, f_slots[k2]] == b:
+                                    w_block(jac, i2, f_offsets[k2], kj, w2)
                                     add_lower_product(y, w2, kj, pp[b])
 
     @numba.njit(parallel=True, cache=True)
-    def product(chunk_pts, inst_ptr, e_slot, block, slot_offset, slot_size, n_f, jac, v_inv, x_pad, vec_work,
-                y_priv):
+    def product(chunk_pts, inst_ptr, block, n_f, jac, v_inv, x_pad, vec_work, y_priv):
         """y_priv[ch] = the chunk's part of W V^-1 W^T x, per f-block (padded); x given per f-block."""
         for ch in numba.prange(chunk_pts.shape[0] - 1):
             yp = y_priv[ch]
@@ -188,16 +187,15 @@ def jacobian_schur_kernels(m: int, kf: int, ke: int):
             for p in range(chunk_pts[ch], chunk_pts[ch + 1]):
                 s[:] = 0.0
                 for i in range(inst_ptr[p], inst_ptr[p + 1]):
-                    jf_times(jac, i, block, slot_offset, slot_size, n_f, x_pad, u)
-                    add_je_transpose_times(jac, i, slot_offset[e_slot[i]], u, s)
+                    jf_times(jac, i, block, n_f, x_pad, u)
+                    add_je_transpose_times(jac, i, u, s)
                 small_matvec(v_inv[p], s, t)
                 for i in range(inst_ptr[p], inst_ptr[p + 1]):
-                    je_times(jac, i, slot_offset[e_slot[i]], t, u)
-                    add_jf_transpose_times(jac, i, block, slot_offset, slot_size, n_f, u, yp)
+                    je_times(jac, i, t, u)
+                    add_jf_transpose_times(jac, i, block, n_f, u, yp)
 
     @numba.njit(parallel=True, cache=True)
-    def back_substitute(chunk_pts, inst_ptr, e_slot, block, slot_offset, slot_size, n_f, jac, v_inv, gradient,
-                        e_col0, x_pad, vec_work, step):
+    def back_substitute(chunk_pts, inst_ptr, block, n_f, jac, v_inv, gradient, e_col0, x_pad, vec_work, step):
         """step_p = -V_p^-1 (g_p + W_p^T step_f) for every point; step_f given per f-block in x_pad."""
         for ch in numba.prange(chunk_pts.shape[0] - 1):
             s = vec_work[ch, 0]
@@ -208,8 +206,8 @@ def jacobian_schur_kernels(m: int, kf: int, ke: int):
                 for c in range(ke):
                     s[c] = gradient[c0 + c]
                 for i in range(inst_ptr[p], inst_ptr[p + 1]):
-                    jf_times(jac, i, block, slot_offset, slot_size, n_f, x_pad, u)
-                    add_je_transpose_times(jac, i, slot_offset[e_slot[i]], u, s)
+                    jf_times(jac, i, block, n_f, x_pad, u)
+                    add_je_transpose_times(jac, i, u, s)
                 small_matvec(v_inv[p], s, t)
                 for c in range(ke):
                     step[c0 + c] = -t[c]
