@@ -56,13 +56,14 @@ class ImplicitSchur(LinearSolver):
     name = "iterative_schur"
     provides_gradient = True
 
-    def __init__(self, layout, evaluator, timer, options, termination: Optional[str] = None):
+    def __init__(self, layout, evaluator, timer, options, termination: Optional[str] = None,
+                 group: Optional[int] = None):
         super().__init__(layout, evaluator, timer, options)
         self.preconditioner = options.preconditioner
         if self.preconditioner not in PRECONDITIONERS:
             raise ValueError(f"iterative_schur: unknown preconditioner {self.preconditioner!r}; "
                              f"choose one of {', '.join(PRECONDITIONERS)}")
-        g_e = eliminated_group_index(layout)
+        g_e = eliminated_group_index(layout) if group is None else group
         if g_e is None:
             raise ValueError("ImplicitSchur needs one residual group touching the eliminated blocks "
                              "(use IterativeSchur)")
@@ -94,9 +95,10 @@ class ImplicitSchur(LinearSolver):
                 e_slot = e_local = np.broadcast_to(np.array(-1, dtype=dt), (n,))
             self._e_slot.append(e_slot)
             self._e_local.append(e_local)
-            inst, sa, sb = slot_pairs(rl.block, n_f)
-            u_keys.append(np.maximum(rl.block[inst, sa], rl.block[inst, sb]) * n_f
-                          + np.minimum(rl.block[inst, sa], rl.block[inst, sb]))
+            if self._joins_kept_blocks(rl.block, n_f):
+                inst, sa, sb = slot_pairs(rl.block, n_f)
+                u_keys.append(np.maximum(rl.block[inst, sa], rl.block[inst, sb]) * n_f
+                              + np.minimum(rl.block[inst, sa], rl.block[inst, sb]))
         self.pattern = build_block_pattern(np.concatenate(u_keys), f_col, f_size)
         for g, rl in enumerate(lay.residuals):
             self._combos.append(self._u_targets(rl.block, n_f))
@@ -146,6 +148,11 @@ class ImplicitSchur(LinearSolver):
         self.pcg = BlockPCG(f_col, f_size, kf, self.options, termination, padded=True)
         self.termination = termination
 
+    @staticmethod
+    def _joins_kept_blocks(block, n_f) -> bool:
+        """True when some instance touches two f-blocks (then U has off-diagonal blocks)."""
+        return bool((((block >= 0) & (block < n_f)).sum(axis=1) > 1).any())
+
     def _u_targets(self, block, n_f):
         """(combo_a, combo_b, u_target): slot pairs that can both hold f-blocks and, per instance, the U
         block (index into the U pattern's targets) receiving J_a^T J_b, or -1."""
@@ -153,7 +160,12 @@ class ImplicitSchur(LinearSolver):
         is_f = (block >= 0) & (block < n_f)
         combos = [(a, b) for a in range(n_slots) for b in range(a, n_slots) if is_f[:, a].any() and is_f[:, b].any()]
         u_target = np.full((n, len(combos)), -1, dtype=_index_dtype(self.pattern.n_targets))
+        diagonal_only = self.pattern.n_targets == n_f  # targets ordered by column block: diagonal block b is b
         for q, (a, b) in enumerate(combos):
+            if diagonal_only:
+                if a == b:
+                    np.copyto(u_target[:, q], block[:, a], where=is_f[:, a], casting="unsafe")
+                continue
             ok = np.flatnonzero(is_f[:, a] & is_f[:, b])
             hi = np.maximum(block[ok, a], block[ok, b])
             lo = np.minimum(block[ok, a], block[ok, b])

@@ -243,9 +243,9 @@ def iterative_schur_solver(layout, evaluator, timer, options) -> LinearSolver:
     """The ``iterative_schur`` solver for this layout: products through the Jacobian
     (:class:`~sparselm.linalg.schur.implicit.ImplicitSchur`) when the variant is implicit and one residual
     group touches the eliminated blocks (bundle adjustment), else :class:`IterativeSchur`."""
-    if (str(options.extra.get("schur_variant", "implicit")) == "implicit"
-            and eliminated_group_index(layout) is not None):
-        return ImplicitSchur(layout, evaluator, timer, options)
+    group = eliminated_group_index(layout)
+    if str(options.extra.get("schur_variant", "implicit")) == "implicit" and group is not None:
+        return ImplicitSchur(layout, evaluator, timer, options, group=group)
     return IterativeSchur(layout, evaluator, timer, options)
 
 
