@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import numpy as np
-import scipy.sparse as sp
 
+from sparselm.core.covisibility import covisibility
 from sparselm.core.problem import ParameterGroup, Problem, ResidualGroup
 
 
@@ -78,11 +78,9 @@ def _incidence(problem: Problem, e_name: str) -> Tuple[str, np.ndarray, np.ndarr
 
 
 def covisibility_graph(kept: np.ndarray, elim: np.ndarray, n_kept: int, n_elim: int):
-    """(xadj, adjncy, edge weights, vertex weights) of the kept blocks' co-visibility graph (CSR, no self loops)."""
-    ones = np.ones(kept.size, dtype=np.float64)
-    a = sp.csr_matrix((ones, (kept, elim)), shape=(n_kept, n_elim))
-    a.data[:] = 1.0  # a kept block seeing one eliminated block twice counts once
-    c = (a @ a.T).tocsr()
+    """(xadj, adjncy, edge weights, vertex weights) of the kept blocks' co-visibility graph (CSR, no self
+    loops; edge weight: eliminated blocks shared; vertex weight: observations)."""
+    c = covisibility(kept, elim, n_kept, n_elim)
     c.setdiag(0)
     c.eliminate_zeros()
     c.sort_indices()
