@@ -8,7 +8,9 @@ PY     := $(VENV)/bin/python
 FILE   ?=
 ARGS   ?=
 SPARSELM_DATA ?= $(abspath ../shared/bal)
-export SPARSELM_DATA
+SPARSELM_G2O_DATA ?= $(abspath ../shared/g2o)
+SPARSELM_COLMAP_DATA ?= $(abspath ../shared/colmap)
+export SPARSELM_DATA SPARSELM_G2O_DATA SPARSELM_COLMAP_DATA
 
 .PHONY: setup demo test bench clean
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: system packages (CHOLMOD headers, OpenBLAS), a virtual environment in .venv,
-# and sparselm installed into it in editable mode with the test extra.
+# and sparselm installed into it in editable mode with the test extra and the bench extra (the
+# peers pycolmap and gtsam: tests compare against pycolmap's camera models).
 # Usage: scripts/setup.sh            (re-running it is cheap: each step checks before it acts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,10 +36,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.sparselm-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   echo "setup: installing sparselm (editable) into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q "numpy" "cython" "setuptools>=61" "wheel"
-  .venv/bin/python -m pip install -q --no-build-isolation -e ".[test]"
+  .venv/bin/python -m pip install -q --no-build-isolation -e ".[test,bench]"
   touch "$stamp"
 fi

@@ -13,12 +13,14 @@ one line in :data:`FORMATS` below. :func:`detect_format` tries the formats in th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional
 
 from sparselm.bal import format as bal_format
+from sparselm.g2o import format as g2o_format
+from sparselm.colmap import format as colmap_format
 from sparselm.core.problem import Problem
 
 
@@ -40,6 +42,8 @@ class InputFormat:
     rms_error        rms_error(problem) -> RMS of the per-observation error at the problem's
                      current values (e.g. reprojection pixels), or None when the format has none.
     error_label      what ``rms_error`` measures ('reprojection error'), error_unit its unit ('px').
+    solver_defaults  SolverOptions fields ``sparselm solve`` uses for this format where the command
+                     line has no flag for them (e.g. a near-Gauss-Newton start for pose graphs).
     fallback         try this format only when no other one detects the file.
     """
 
@@ -56,6 +60,7 @@ class InputFormat:
     error_label: str = ""
     error_unit: str = ""
     fallback: bool = False
+    solver_defaults: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of_module(cls, name: str, module: ModuleType, fallback: bool = False) -> "InputFormat":
@@ -65,12 +70,14 @@ class InputFormat:
                    sizes=module.sizes, statistics=module.statistics, statistics_lines=module.statistics_lines,
                    write_solution=module.write_solution, rms_error=getattr(module, "rms_error", None),
                    error_label=getattr(module, "ERROR_LABEL", ""), error_unit=getattr(module, "ERROR_UNIT", ""),
-                   fallback=fallback)
+                   fallback=fallback, solver_defaults=dict(getattr(module, "SOLVER_DEFAULTS", {})))
 
 
 #: the formats, in the order :func:`detect_format` tries them (one line per format).
 FORMATS: Dict[str, InputFormat] = {f.name: f for f in (
+    InputFormat.of_module("g2o", g2o_format),
     InputFormat.of_module("bal", bal_format, fallback=True),
+    InputFormat.of_module("colmap", colmap_format),
 )}
 
 

@@ -1,6 +1,6 @@
 """Shared fixtures: tight solver options, a seeded RNG, numpy references of the model residuals,
 and a random sparse 2-D graph problem (linear offsets + nonlinear ranges + priors) with its
-numpy residual function and sparse Jacobian for scipy."""
+numpy residual function and sparse Jacobian for scipy; ``g2o_file``, the real pose graphs."""
 from __future__ import annotations
 
 import os
@@ -165,3 +165,24 @@ def bal_data() -> Path:
     if not path.is_dir():
         pytest.fail(f"SPARSELM_DATA={folder} is not a directory")
     return path
+
+
+def g2o_folder() -> Path:
+    """$SPARSELM_G2O_DATA, else the folder shared/g2o beside the repository."""
+    return Path(os.environ.get("SPARSELM_G2O_DATA") or Path(__file__).resolve().parents[2] / "shared" / "g2o")
+
+
+@pytest.fixture
+def g2o_file():
+    """find(name) -> path of the real pose graph name.g2o(.bz2); skips when missing, fails instead
+    when SPARSELM_REQUIRE_DATA=1."""
+    def find(name: str) -> Path:
+        folder = g2o_folder()
+        for candidate in (folder / f"{name}.g2o.bz2", folder / f"{name}.g2o"):
+            if candidate.is_file():
+                return candidate
+        message = f"{name}.g2o(.bz2) not found in {folder} (set SPARSELM_G2O_DATA)"
+        if os.environ.get("SPARSELM_REQUIRE_DATA") == "1":
+            pytest.fail(message + " and SPARSELM_REQUIRE_DATA=1")
+        pytest.skip(message)
+    return find

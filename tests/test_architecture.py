@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: module such as formats.py). The top-level __init__.py (the public API) is above everything.
 LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("util",),
+    ("manifolds",),
     ("core", "residuals"),
     ("linalg",),
     ("lm",),
@@ -196,7 +197,7 @@ def test_the_checks_find_what_they_look_for():
         "sparselm.cli": (True, "from sparselm.cli.main import main\n"),
         "sparselm.cli.main": (False, "from sparselm.util import low\nfrom . import main as again\n"),
     })
-    assert back_edges(fake) == ["sparselm.util.low (layer 0) imports sparselm.cli.main (layer 6)"]
+    assert back_edges(fake) == ["sparselm.util.low (layer 0) imports sparselm.cli.main (layer 7)"]
     assert cycles(fake) == ["sparselm.cli.main -> sparselm.util.low -> sparselm.cli.main",
                             "sparselm.lm.a -> sparselm.lm.b -> sparselm.lm.a"]
     assert private_imports(fake) == ["sparselm.lm.a:2: from sparselm.lm.b import _hidden"]

@@ -1,15 +1,17 @@
-"""The ``sparselm`` command line: solve BAL problems, inspect them, manage the official datasets.
+"""The ``sparselm`` command line: solve BAL problems and g2o pose graphs, inspect them, manage the
+official datasets.
 
 Commands (each has ``--help``)::
 
-    sparselm solve [FILE_OR_NAME] [options]   solve a BAL problem (no argument: the built-in one)
+    sparselm solve [FILE_OR_NAME] [options]   solve a BAL problem or g2o pose graph (no argument: the built-in one)
     sparselm info [FILE_OR_NAME] [--json]     sizes, track lengths, co-visibility, initial cost
     sparselm datasets list [--family F]       the official BAL problems and which are found locally
     sparselm datasets fetch NAME [--force]    download one into the cache (sha256 verified)
     sparselm profile [FILE_OR_NAME] [options] where a solve spends its time and memory
     sparselm doctor [--json] [--strict]       versions, BLAS in use, CPU, threads, numba cache
 
-FILE_OR_NAME is a path (plain or .bz2) or the name of an official problem
+FILE_OR_NAME is a path (plain or .bz2; a g2o file is recognised by its name or first record, see
+:mod:`sparselm.formats`) or the name of an official problem
 (``problem-16-22106-pre``, optionally ``dubrovnik/problem-16-22106-pre``), looked for under the
 folders of ``$SPARSELM_DATA`` and then in the download cache (``$SPARSELM_CACHE``, else
 ``~/.cache/sparselm``); see :func:`sparselm.bal.registry.resolve`.

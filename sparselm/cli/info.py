@@ -10,11 +10,13 @@ from sparselm.cli.common import BUILT_IN, EXIT_OK, HelpFormatter, add_input_argu
 def register(subparsers) -> None:
     """Add the ``info`` command."""
     p = subparsers.add_parser(
-        "info", formatter_class=HelpFormatter, help="describe a BAL problem (sizes, tracks, co-visibility, cost)",
+        "info", formatter_class=HelpFormatter,
+        help="describe a BAL problem or a g2o pose graph (sizes, tracks or degrees, cost)",
         description="Describe a BAL problem without solving it: sizes (cameras, points, observations,\n"
                     "parameters, residuals), observations per camera and per point (track length),\n"
                     "the camera co-visibility graph (cameras sharing at least one point), and the\n"
-                    "initial cost and RMS reprojection error.")
+                    "initial cost and RMS reprojection error. For a g2o pose graph: vertices, edges,\n"
+                    "loop closures (vertex ids more than 1 apart), degrees, components, initial error.")
     add_input_argument(p)
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_info)

@@ -2,6 +2,7 @@
 report, write the solution and the JSON report (keys: the :mod:`sparselm.cli` docstring)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -34,10 +35,12 @@ LOSSES = tuple(LOSS_IDS)
 def register(subparsers) -> None:
     """Add the ``solve`` command."""
     p = subparsers.add_parser(
-        "solve", formatter_class=HelpFormatter, help="solve a BAL bundle-adjustment problem",
-        description="Solve a BAL bundle-adjustment problem with Levenberg-Marquardt; print the iteration\n"
-                    "table as it runs and the report; optionally write the solution and a JSON report.\n\n"
-                    "FILE_OR_NAME is a BAL file (plain text or .bz2) or the name of an official problem\n"
+        "solve", formatter_class=HelpFormatter, help="solve a BAL bundle-adjustment problem or a g2o pose graph",
+        description="Solve a BAL bundle-adjustment problem or a g2o pose graph with Levenberg-Marquardt;\n"
+                    "print the iteration table as it runs and the report; optionally write the solution\n"
+                    "and a JSON report.\n\n"
+                    "FILE_OR_NAME is a BAL file (plain text or .bz2), a g2o file (*.g2o, *.g2o.bz2: the\n"
+                    "first vertex, or the FIX vertices, held as the gauge) or the name of an official problem\n"
                     "(e.g. problem-16-22106-pre) found under $SPARSELM_DATA or in the download cache.\n"
                     "Without it, a built-in synthetic problem (16 cameras, 2000 points) is solved.",
         epilog="Exit status: 0 solved (converged or stopped by a limit), 1 solver failure, 2 input or\n"
@@ -65,7 +68,7 @@ def register(subparsers) -> None:
                    help="pixel standard deviation of every observation (default: 1, unweighted)")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", metavar="FILE",
-                   help="write the optimised problem in BAL format (bzip2 when FILE ends in .bz2)")
+                   help="write the optimised problem in its input format (bzip2 when FILE ends in .bz2)")
     o.add_argument("--report", metavar="FILE", help="write the solver report as JSON (keys: see sparselm.cli)")
     o.add_argument("--force", action="store_true", help="allow --output/--report to overwrite the input file")
     o.add_argument("--no-progress", action="store_true",
@@ -156,6 +159,8 @@ def solve_and_report(args, solve: Callable) -> int:
     if not (math.isfinite(args.loss_scale) and args.loss_scale > 0):
         raise CLIError(f"--loss-scale must be a positive number, got {args.loss_scale}")
     fmt, data, input_desc = load_input(args.problem)
+    if fmt.solver_defaults:
+        options = dataclasses.replace(options, **fmt.solver_defaults)
     output = check_output("output", args.output, input_desc, args.force)
     report = check_output("report", args.report, input_desc, args.force)
     if output is not None and report is not None and (output.resolve() == report.resolve()):

@@ -13,6 +13,11 @@ Hessian of 1/2 rho(|r' + J' d|^2):
 
 Downstream code sees only r'' and J'' and needs to know nothing about Sigma or the loss.
 Coordinates held constant get zero Jacobian columns here.
+
+Manifolds: a slot whose group is not Euclidean, and whose residual type differentiates in ambient
+terms, is evaluated into an ambient buffer and turned into the tangent Jacobian J_amb P(x) (P the
+group's plus-Jacobian, computed once per group per linearisation) before whitening; steps are
+applied as x [+] delta. Euclidean slots are written in place, as before.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import numpy as np
 
 from sparselm.core.loss import plain_cost, robust_correct, robust_cost
 from sparselm.core.problem import Problem
+from sparselm.manifolds.tangent import ambient_to_tangent, apply_tangent_step
 from sparselm.residuals.numeric import numeric_jacobian
 from sparselm.core.layout import Layout, accumulate_gradient_and_column_norms, jacobian_times_vector
 from sparselm.util.timing import PhaseTimer
@@ -75,7 +81,8 @@ class Evaluator:
         self.timer = timer
         self.residuals: List[np.ndarray] = []
         self.jacobians: List[np.ndarray] = []
-        self._jacobian_views: List[Tuple[np.ndarray, ...]] = []
+        self._kernel_views: List[Tuple[np.ndarray, ...]] = []
+        self._conversions: List[list] = []  # per group: (parameter group, block index, ambient view, tangent view)
         self._trial_residuals: List[np.ndarray] = []
         self._jd: List[np.ndarray] = []
         for rg, rl in zip(problem.residual_groups, layout.residuals):
@@ -83,7 +90,8 @@ class Evaluator:
             jac = np.zeros((n, m, rl.jacobian_width))
             self.residuals.append(np.zeros((n, m)))
             self.jacobians.append(jac)
-            self._jacobian_views.append(tuple(jac[:, :, o:o + k] for o, k in zip(rl.slot_offset, rl.slot_size)))
+            tangent_views = [jac[:, :, o:o + k] for o, k in zip(rl.slot_offset, rl.slot_size)]
+            self._kernel_views.append(self._ambient_views(rg, rl, tangent_views))
             self._trial_residuals.append(np.zeros((n, m)))
             self._jd.append(np.zeros((n, m)))
         self.gradient = np.zeros(layout.n_columns)
@@ -92,6 +100,32 @@ class Evaluator:
             np.concatenate([problem.parameter_groups[g].constant_coordinates for g in rg.groups])
             for rg in problem.residual_groups]
         self.cost = math.nan
+
+    def _ambient_views(self, rg, rl, tangent_views):
+        """The Jacobian views the residual kernel writes: the tangent ones, except for ambient slots
+        on a non-Euclidean manifold, which get views of an ambient buffer converted after each call."""
+        groups = [self.problem.parameter_groups[name] for name in rg.groups]
+        converted = [j for j, g in enumerate(groups)
+                     if not g.manifold.euclidean and rg.residual_type.slot_manifold(j) is None]
+        conversions = []
+        views = list(tangent_views)
+        if converted:
+            widths = [groups[j].block_size for j in converted]
+            buffer = np.zeros((rg.n_instances, rg.residual_size, sum(widths)))
+            offset = 0
+            for j, a in zip(converted, widths):
+                views[j] = buffer[:, :, offset:offset + a]
+                offset += a
+                conversions.append((groups[j], np.ascontiguousarray(rl.index[:, j]), views[j], tangent_views[j]))
+        self._conversions.append(conversions)
+        return tuple(views)
+
+    def _to_tangent(self, g: int, values: Dict[str, np.ndarray], plus_jacobians: Dict[str, np.ndarray]) -> None:
+        for group, block_index, ambient, tangent in self._conversions[g]:
+            p = plus_jacobians.get(group.name)
+            if p is None:
+                p = plus_jacobians[group.name] = group.manifold.plus_jacobian(values[group.name])
+            ambient_to_tangent(ambient, block_index, p, tangent)
 
     # -- evaluation ----------------------------------------------------------------------------
     def _params(self, rg, values: Dict[str, np.ndarray]):
@@ -131,14 +165,17 @@ class Evaluator:
         """
         with self.timer.phase("jacobian"):
             total = 0.0
+            plus_jacobians: Dict[str, np.ndarray] = {}
             for g, rg in enumerate(self.problem.residual_groups):
-                res, jac, views = self.residuals[g], self.jacobians[g], self._jacobian_views[g]
+                res, jac, views = self.residuals[g], self.jacobians[g], self._kernel_views[g]
                 params = self._params(rg, values)
                 rl = self.layout.residuals[g]
                 if rg.residual_type.jacobian_kernel is not None:
                     rg.residual_type.jacobian_kernel(params, rl.index, rl.data, res, views)
                 else:
                     numeric_jacobian(rg.residual_type.residual_kernel, params, rl.index, rl.data, res, views)
+                if self._conversions[g]:
+                    self._to_tangent(g, values, plus_jacobians)
                 self._check_finite(g, rg, res, jac)
                 self._weight(g, rg, res, jac)
                 if rg.loss.is_trivial:
@@ -189,9 +226,13 @@ class Evaluator:
 
     # -- parameter updates --------------------------------------------------------------------
     def apply_step(self, values: Dict[str, np.ndarray], step: np.ndarray, out: Dict[str, np.ndarray]) -> None:
-        """out = values + step on the free blocks (constant blocks copied)."""
+        """out = values [+] step on the free blocks (x + step when Euclidean; constant blocks copied)."""
         for name, ids in self.layout.block_id.items():
-            _apply_block_step(values[name], ids, self.layout.block_col, step, out[name])
+            manifold = self.problem.parameter_groups[name].manifold
+            if manifold.euclidean:
+                _apply_block_step(values[name], ids, self.layout.block_col, step, out[name])
+            else:
+                apply_tangent_step(manifold, values[name], ids, self.layout.block_col, step, out[name])
 
 
 @numba.njit(parallel=True, cache=True)

@@ -7,7 +7,8 @@ inside free blocks keep their columns: their Jacobian columns are zeroed and the
 gets a 1 there, so the step in them is exactly zero.
 
 Jacobian storage. Residual group g stores its Jacobian in one C-contiguous array (n, m, K) with
-K = sum of its slots' block sizes; slot j occupies columns slot_offset[j] : slot_offset[j] + k_j.
+K = sum of its slots' tangent sizes (the block sizes for Euclidean groups); slot j occupies columns
+slot_offset[j] : slot_offset[j] + k_j.
 ``block[i, j]`` is the free block id instance i touches in slot j (-1 if that block is constant).
 
 Block uses. For every free block b, the (instance, slot) pairs that touch it, as a CSR list per
@@ -95,11 +96,11 @@ def build_layout(problem: Problem) -> Layout:
         n_free = int(free.sum())
         ids[free] = np.arange(next_block, next_block + n_free)
         block_id[g.name] = ids
-        cols.append(next_col + g.block_size * np.arange(n_free, dtype=np.int64))
-        sizes.append(np.full(n_free, g.block_size, dtype=np.int64))
+        cols.append(next_col + g.tangent_size * np.arange(n_free, dtype=np.int64))
+        sizes.append(np.full(n_free, g.tangent_size, dtype=np.int64))
         const_cols.append(np.tile(g.constant_coordinates, n_free))
         next_block += n_free
-        next_col += n_free * g.block_size
+        next_col += n_free * g.tangent_size
         if not g.eliminate:
             n_reduced_blocks, n_reduced_cols = next_block, next_col
     if next_col == 0:
@@ -107,19 +108,16 @@ def build_layout(problem: Problem) -> Layout:
     block_col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     residual_layouts = []
     for rg in problem.residual_groups:
-        k = np.array(rg.residual_type.block_sizes, dtype=np.int64)
+        k = np.array([problem.parameter_groups[gname].tangent_size for gname in rg.groups], dtype=np.int64)
         slot_offset = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
         block = np.stack([block_id[gname][rg.index[:, j]] for j, gname in enumerate(rg.groups)], axis=1)
-        perm = np.argsort(block.max(axis=1), kind="stable").astype(np.int64)
+        perm = counting_order(block.max(axis=1) + 1, next_block + 1)[1]  # -1: every block constant
         block = np.ascontiguousarray(block[perm], dtype=np.int64)
         sqrt_info = rg.sqrt_information
         if isinstance(sqrt_info, np.ndarray):
             sqrt_info = np.ascontiguousarray(sqrt_info[perm])
         inst, slot = np.nonzero(block >= 0)
-        owner = block[inst, slot]
-        order_idx = np.argsort(owner, kind="stable")
-        ptr = np.zeros(next_block + 1, dtype=np.int64)
-        np.cumsum(np.bincount(owner, minlength=next_block), out=ptr[1:])
+        ptr, order_idx = counting_order(block[inst, slot], next_block)
         residual_layouts.append(ResidualLayout(perm, np.ascontiguousarray(rg.index[perm]),
                                                np.ascontiguousarray(rg.data[perm]), sqrt_info, slot_offset, k, block, ptr,
                                                inst[order_idx].astype(np.int64), slot[order_idx].astype(np.int64)))
@@ -227,23 +225,30 @@ def build_block_pattern(keys: np.ndarray, block_col: np.ndarray, block_size: np.
     allowed). Every diagonal block is included whether named or not.
     """
     nb = int(block_col.shape[0])
-    n_columns = int(block_size.sum())
     diag_keys = np.arange(nb, dtype=np.int64) * (nb + 1)
     unique_keys = np.unique(np.concatenate([diag_keys, keys]))  # sorted by row block then col block
     row_blk, col_blk = unique_keys // nb, unique_keys % nb
     by_col = np.lexsort((row_blk, col_blk))  # target order: by column block, then row block
-    row_blk, col_blk = row_blk[by_col], col_blk[by_col]
-    target_of_key = np.empty_like(by_col)
-    target_of_key[by_col] = np.arange(by_col.size)
-    n_targets = by_col.size
+    return block_pattern_from_targets(row_blk[by_col], col_blk[by_col], block_col, block_size)
+
+
+def block_pattern_from_targets(row_blk: np.ndarray, col_blk: np.ndarray, block_col: np.ndarray,
+                               block_size: np.ndarray) -> BlockPattern:
+    """The pattern whose targets are the blocks (row_blk, col_blk), already distinct, row >= col, sorted
+    by (column block, row block), every diagonal block present (the order BlockPattern uses)."""
+    nb = int(block_col.shape[0])
+    n_columns = int(block_size.sum())
+    keys = row_blk * nb + col_blk
+    by_key = np.argsort(keys, kind="stable")
+    unique_keys, target_of_key = keys[by_key], by_key.astype(np.int64)
+    n_targets = row_blk.size
     nrow = block_size[row_blk]
     ncol = block_size[col_blk]
     # rows of the targets before each one in its block-column
     starts = np.flatnonzero(np.r_[True, col_blk[1:] != col_blk[:-1]])
     csum = np.cumsum(nrow) - nrow
     within = csum - np.repeat(csum[starts], np.diff(np.r_[starts, n_targets]))
-    col_rows = np.zeros(nb, dtype=np.int64)
-    np.add.at(col_rows, col_blk, nrow)
+    col_rows = np.bincount(col_blk, weights=nrow, minlength=nb).astype(np.int64)
     col_counts = np.repeat(col_rows, block_size) - _within_block_index(block_size)
     colptr = np.zeros(n_columns + 1, dtype=np.int64)
     np.cumsum(col_counts, out=colptr[1:])
@@ -257,9 +262,23 @@ def build_block_pattern(keys: np.ndarray, block_col: np.ndarray, block_size: np.
 
 def csr_by_target(target: np.ndarray, n_targets: int):
     """(ptr, order): ``order`` sorts items by target (stable); ptr[t]:ptr[t+1] are target t's."""
-    order = np.argsort(target, kind="stable")
-    ptr = np.zeros(n_targets + 1, dtype=np.int64)
-    np.cumsum(np.bincount(target, minlength=n_targets), out=ptr[1:])
+    return counting_order(np.ascontiguousarray(target, dtype=np.int64), n_targets)
+
+
+@numba.njit(cache=True)
+def counting_order(key, n_keys):
+    """(ptr, order): items stably sorted by ``key`` (ints in 0..n_keys-1) in O(n + n_keys);
+    ptr[k]:ptr[k+1] index key k's items in ``order``."""
+    ptr = np.zeros(n_keys + 1, np.int64)
+    for x in key:
+        ptr[x + 1] += 1
+    for k in range(n_keys):
+        ptr[k + 1] += ptr[k]
+    fill = ptr[:-1].copy()
+    order = np.empty(key.shape[0], np.int64)
+    for i in range(key.shape[0]):
+        order[fill[key[i]]] = i
+        fill[key[i]] += 1
     return ptr, order
 
 

@@ -27,6 +27,8 @@ import numpy as np
 
 from sparselm.core.loss import Loss, make_loss
 from sparselm.core.weighting import float_array, sqrt_information_from
+from sparselm.manifolds.base import Manifold
+from sparselm.manifolds.registry import resolve_manifold
 from sparselm.residuals.base import ResidualType
 
 
@@ -53,8 +55,11 @@ class ParameterGroup:
     """Many parameter blocks of one size, stacked as rows of ``values`` (n_blocks, block_size).
 
     constant              (n_blocks,) bool: blocks held fixed.
-    constant_coordinates  (block_size,) bool: coordinates held fixed in every block (e.g. intrinsics).
+    constant_coordinates  (tangent_size,) bool: tangent coordinates held fixed in every block (e.g.
+                          intrinsics); for a Euclidean group the tangent coordinates are the values.
     eliminate             True for groups a Schur solver eliminates first (BA: the points).
+    manifold              the :class:`~sparselm.manifolds.Manifold` the blocks live on (Euclidean
+                          of block_size when None): values are ambient, LM steps are tangent.
     """
 
     name: str
@@ -62,6 +67,10 @@ class ParameterGroup:
     constant: np.ndarray
     constant_coordinates: np.ndarray
     eliminate: bool = False
+    manifold: Optional[Manifold] = None
+
+    def __post_init__(self):
+        self.manifold = resolve_manifold(self.manifold, self.values.shape[1])
 
     @property
     def n_blocks(self) -> int:
@@ -69,7 +78,13 @@ class ParameterGroup:
 
     @property
     def block_size(self) -> int:
+        """Stored (ambient) size of a block."""
         return self.values.shape[1]
+
+    @property
+    def tangent_size(self) -> int:
+        """Free coordinates per block: the manifold's tangent size (block_size when Euclidean)."""
+        return self.manifold.tangent_size
 
 
 @dataclass
@@ -120,12 +135,15 @@ class Problem:
 
     # -- parameters ---------------------------------------------------------------------------
     def add_parameter_group(self, name: str, values, *, constant=None, constant_coordinates=None,
-                            eliminate: bool = False) -> ParameterGroup:
+                            eliminate: bool = False, manifold=None) -> ParameterGroup:
         """Add ``values`` (n_blocks, block_size) as a group of parameter blocks; returns the group.
 
         constant: indices or a boolean mask of blocks held fixed. constant_coordinates: indices
-        or a mask of coordinates held fixed in every block. eliminate: mark for Schur elimination.
-        The array is copied; the solver writes the solution back into ``group.values``.
+        or a mask of tangent coordinates held fixed in every block. eliminate: mark for Schur
+        elimination. manifold: None (Euclidean), a registered name ("so3_quaternion", "se3", ...)
+        or a :class:`~sparselm.manifolds.Manifold`; values are stored in its ambient coordinates
+        and updated by x [+] delta. The array is copied; the solver writes the solution back into
+        ``group.values``.
         """
         if not isinstance(name, str) or not name:
             raise ValueError("parameter group name must be a non-empty string")
@@ -134,11 +152,15 @@ class Problem:
         vals = float_array(f"parameter group {name!r}: values", values, 2).copy()
         if vals.shape[0] == 0 or vals.shape[1] == 0:
             raise ValueError(f"parameter group {name!r}: values must be non-empty, got shape {vals.shape}")
+        try:
+            chosen = resolve_manifold(manifold, vals.shape[1])
+        except ValueError as exc:
+            raise ValueError(f"parameter group {name!r}: {exc}") from None
         group = ParameterGroup(name, vals,
                                self._mask(f"parameter group {name!r}: constant", constant, vals.shape[0]),
                                self._mask(f"parameter group {name!r}: constant_coordinates",
-                                          constant_coordinates, vals.shape[1]),
-                               bool(eliminate))
+                                          constant_coordinates, chosen.tangent_size),
+                               bool(eliminate), chosen)
         self.parameter_groups[name] = group
         return group
 
@@ -199,6 +221,10 @@ class Problem:
             if g.block_size != rt.block_sizes[j]:
                 raise ValueError(f"residual group {name!r}: slot {j} of type {rt.name!r} needs blocks of size "
                                  f"{rt.block_sizes[j]}, group {gname!r} has size {g.block_size}")
+            wanted = rt.slot_manifold(j)
+            if wanted is not None and g.manifold is not wanted:
+                raise ValueError(f"residual group {name!r}: slot {j} of type {rt.name!r} differentiates on the "
+                                 f"{wanted.name!r} manifold, group {gname!r} is on {g.manifold.name!r}")
             col = _index_array(f"residual group {name!r}: slot {j} ({gname}) index", idx, g.n_blocks)
             if n is None:
                 n = col.shape[0]
@@ -245,6 +271,7 @@ class Problem:
         """Counts for reports: blocks per group, residual blocks per group, parameters, residuals."""
         return {
             "parameter_groups": {g.name: {"blocks": g.n_blocks, "block_size": g.block_size,
+                                          "tangent_size": g.tangent_size, "manifold": g.manifold.name,
                                           "constant_blocks": int(g.constant.sum()),
                                           "constant_coordinates": int(g.constant_coordinates.sum()),
                                           "eliminate": g.eliminate}

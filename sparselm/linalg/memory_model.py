@@ -30,14 +30,16 @@ def lower_dense(n: int) -> int:
 
 
 class ProblemCounts:
-    """Counts of one problem, free blocks only (constant blocks get no columns); n_rows: residual rows;
-    jacobian_bytes: the Jacobian blocks' values."""
+    """Counts of one problem, free blocks only (constant blocks get no columns; a block has as many
+    columns as its manifold's tangent size); n_rows: residual rows; jacobian_bytes: the Jacobian
+    blocks' values (tangent ones, plus the ambient buffer of slots the evaluator chains with a
+    plus-Jacobian)."""
 
     def __init__(self, problem: Problem):
         groups = list(problem.parameter_groups.values())
         self.free = {g.name: ~g.constant for g in groups}
         self.n_free = {g.name: int(self.free[g.name].sum()) for g in groups}
-        self.size = {g.name: g.block_size for g in groups}
+        self.size = {g.name: g.tangent_size for g in groups}  # columns per free block
         self.eliminate = {g.name: bool(g.eliminate) for g in groups}
         self.n_columns = sum(self.n_free[n] * self.size[n] for n in self.n_free)
         self.n_reduced_columns = sum(self.n_free[n] * self.size[n] for n in self.n_free if not self.eliminate[n])
@@ -53,8 +55,18 @@ class ProblemCounts:
         self.diag_lower_f = sum(self.n_free[n] * lower_dense(self.size[n]) for n in self.n_free
                                 if not self.eliminate[n])
         self.n_rows = sum(rg.n_instances * rg.residual_size for rg in problem.residual_groups)
-        self.jacobian_bytes = sum(rg.n_instances * rg.residual_size * sum(rg.residual_type.block_sizes) * F8
+        self.jacobian_bytes = sum(rg.n_instances * rg.residual_size * self.jacobian_width(problem, rg) * F8
                                   for rg in problem.residual_groups)
+
+    def jacobian_width(self, problem: Problem, rg) -> int:
+        """Columns of residual group ``rg``'s Jacobian arrays: tangent sizes plus ambient buffers."""
+        width = 0
+        for j, name in enumerate(rg.groups):
+            group = problem.parameter_groups[name]
+            width += self.size[name]
+            if not group.manifold.euclidean and rg.residual_type.slot_manifold(j) is None:
+                width += group.block_size
+        return width
 
 
 @dataclass

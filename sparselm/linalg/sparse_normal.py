@@ -65,7 +65,7 @@ def sparse_normal_memory(ctx: MemoryContext) -> None:
     entries = 0  # slot pairs (a, b) with block_a >= block_b: the contributions to lower(J^T J)
     offdiag = 0  # off-diagonal lower(J^T J) entries, one k_a x k_b block per instance at most
     for rg in ctx.problem.residual_groups:
-        sizes = rg.residual_type.block_sizes
+        sizes = [c.size[name] for name in rg.groups]  # tangent sizes
         s = len(sizes)
         entries += rg.n_instances * s * (s + 1) // 2
         offdiag += rg.n_instances * sum(sizes[a] * sizes[b] for a in range(s) for b in range(a))

@@ -80,6 +80,16 @@ class Summary:
         """LM iterations done (iteration 0, the initial evaluation, not counted)."""
         return max(0, len(self.iterations) - 1)
 
+    @property
+    def first_linearization_s(self) -> float:
+        """Seconds from the end of set-up to the end of iteration 0 (first evaluation and linearisation)."""
+        return self.iterations[0].total_time_s - self.setup_time_s if self.iterations else math.nan
+
+    @property
+    def first_iteration_s(self) -> float:
+        """Seconds of LM iteration 1 (solve, trial evaluation, relinearisation when accepted)."""
+        return self.iterations[1].total_time_s - self.iterations[0].total_time_s if len(self.iterations) > 1 else math.nan
+
     def brief_report(self) -> str:
         """One line: termination, costs, iterations and time."""
         return (f"sparselm: {self.termination.upper()}: {self.message} Cost {self.initial_cost:.6e} -> "
@@ -93,7 +103,10 @@ class Summary:
         if sizes:
             lines.append("Problem")
             for name, g in sizes.get("parameter_groups", {}).items():
-                lines.append(f"  parameter group {name:<12} {g['blocks']:>9} blocks of {g['block_size']}"
+                tangent = g.get("tangent_size", g["block_size"])
+                on = f" on {g['manifold']} (tangent {tangent})" if tangent != g["block_size"] or \
+                    not str(g.get("manifold", "euclidean")).startswith("euclidean") else ""
+                lines.append(f"  parameter group {name:<12} {g['blocks']:>9} blocks of {g['block_size']}{on}"
                              f"  ({g['constant_blocks']} constant{', eliminated' if g['eliminate'] else ''})")
             for name, r in sizes.get("residual_groups", {}).items():
                 lines.append(f"  residual group  {name:<12} {r['blocks']:>9} blocks of {r['residual_size']}"
@@ -114,6 +127,8 @@ class Summary:
                   f"{self.unsuccessful_steps} unsuccessful, {self.invalid_steps} invalid)", "",
                   "Time (s)                        seconds     calls"]
         lines.append(f"  {'setup (structure, analysis)':<28} {self.setup_time_s:>10.4f}")
+        lines.append(f"  {'first linearization':<28} {self.first_linearization_s:>10.4f}")
+        lines.append(f"  {'first iteration':<28} {self.first_iteration_s:>10.4f}")
         for name, t in self.phases.items():
             lines.append(f"  {name:<28} {t['seconds']:>10.4f} {t['calls']:>9d}")
         lines.append(f"  {'total':<28} {self.total_time_s:>10.4f}")
@@ -133,6 +148,8 @@ class Summary:
         d = asdict(self)
         d["iterations"] = [{k: _finite_or_none(v) for k, v in rec.items()} for rec in d["iterations"]]
         d["n_iterations"] = self.n_iterations
+        d["first_linearization_s"] = _finite_or_none(self.first_linearization_s)
+        d["first_iteration_s"] = _finite_or_none(self.first_iteration_s)
         d["ok"] = self.ok
         for k in ("initial_cost", "final_cost"):
             d[k] = _finite_or_none(d[k])

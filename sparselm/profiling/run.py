@@ -40,9 +40,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import sparselm
-from sparselm.bal.io import BALProblem, read_bal
+from sparselm.bal.io import BALProblem
 from sparselm.bal.problem import build_problem
 from sparselm.bal.registry import resolve
+from sparselm.formats import detect_format
 from sparselm.bal.synthetic import default_problem
 from sparselm.core.layout import build_layout
 from sparselm.core.problem import Problem
@@ -70,8 +71,9 @@ NATURAL_MAX_COLUMNS = 2500
 # Loading
 
 def load_problem(problem_or_path=None) -> Tuple[Problem, str]:
-    """(Problem, description) from a Problem, a BALProblem, a BAL file or registry name, or None
-    (the built-in synthetic problem ``sparselm.bal.synthetic.default_problem()``)."""
+    """(Problem, description) from a Problem, a BALProblem, a file of any registered format (BAL,
+    g2o, see :mod:`sparselm.formats`) or a BAL registry name, or None (the built-in synthetic problem
+    ``sparselm.bal.synthetic.default_problem()``)."""
     if isinstance(problem_or_path, Problem):
         return problem_or_path, "Problem"
     if problem_or_path is None:
@@ -81,7 +83,8 @@ def load_problem(problem_or_path=None) -> Tuple[Problem, str]:
         return build_ba_problem(problem_or_path), problem_or_path.source or "BALProblem"
     if isinstance(problem_or_path, (str, os.PathLike)):
         path = resolve(problem_or_path)
-        return build_ba_problem(read_bal(path)), str(path)
+        fmt = detect_format(path)
+        return fmt.build(fmt.read(path)), str(path)
     raise TypeError(f"profile: expected a Problem, a BALProblem, a path or a BAL problem name, "
                     f"got {type(problem_or_path).__name__}")
 

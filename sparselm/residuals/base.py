@@ -15,6 +15,13 @@ writes into preallocated arrays:
 ``jacobian_kernel(params, index, data, residuals, jacobians)``
     the same, and also ``jacobians[j][i]`` = d r_i / d x_{index[i, j]}, each (n, m, block_sizes[j]).
 
+Jacobians are taken with respect to the stored (ambient) coordinates of each block; the evaluator
+turns them into tangent Jacobians for groups on a manifold (J_amb P(x), see
+:mod:`sparselm.manifolds`). A type that differentiates in tangent terms directly names, per slot,
+the manifold whose tangent its Jacobian refers to (``tangent_manifolds``; None for an ambient
+slot): that slot's Jacobian is then (n, m, tangent_size) and the slot only accepts groups on that
+manifold.
+
 A type given without ``jacobian_kernel`` is differentiated numerically (central differences, see
 :mod:`sparselm.residuals.numeric`); :func:`sparselm.residuals.check_jacobian` compares the two.
 Residuals are raw (unweighted): Sigma whitening and robust losses are applied by the evaluator.
@@ -23,6 +30,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
+
+from sparselm.manifolds.base import Manifold
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class ResidualType:
                     reprojection: pixels), from the values of the groups of its slots (a tuple, one
                     array per slot), the group's (n, slots) index and (n, data_size) data. Reports
                     and plots (``sparselm profile``) show it where a type has it.
+    tangent_manifolds  None, or per slot the Manifold whose tangent coordinates the Jacobian kernel
+                    differentiates in (None for an ambient slot); needs a jacobian_kernel.
     """
 
     name: str
@@ -49,6 +60,7 @@ class ResidualType:
     residual_kernel: Callable
     jacobian_kernel: Optional[Callable] = None
     observation_error: Optional[Callable] = None
+    tangent_manifolds: Optional[Tuple[Optional[Manifold], ...]] = None
 
     def __post_init__(self):
         if self.residual_size < 1:
@@ -57,6 +69,18 @@ class ResidualType:
             raise ValueError(f"residual type {self.name!r}: block_sizes must be positive, got {self.block_sizes}")
         if self.data_size < 0:
             raise ValueError(f"residual type {self.name!r}: data_size must be >= 0")
+        if self.tangent_manifolds is not None:
+            if len(self.tangent_manifolds) != len(self.block_sizes) or self.jacobian_kernel is None:
+                raise ValueError(f"residual type {self.name!r}: tangent_manifolds needs one entry per slot "
+                                 "and a jacobian_kernel")
+            for k, m in zip(self.block_sizes, self.tangent_manifolds):
+                if m is not None and m.ambient_size != k:
+                    raise ValueError(f"residual type {self.name!r}: manifold {m.name!r} has blocks of size "
+                                     f"{m.ambient_size}, the slot {k}")
+
+    def slot_manifold(self, slot: int) -> Optional[Manifold]:
+        """The manifold whose tangent slot ``slot``'s Jacobian is in, or None (ambient)."""
+        return None if self.tangent_manifolds is None else self.tangent_manifolds[slot]
 
     @property
     def n_slots(self) -> int:

@@ -50,3 +50,51 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def atomic_directory(path: Union[str, os.PathLike], fill: Callable[[Path], None], *, replace: bool = False) -> Path:
+    """Create the folder ``path`` atomically: ``fill(tmp)`` writes the files into a sibling temporary
+    folder ``.<name>.<random>.tmp``, whose files are then fsynced and which is renamed to ``path``.
+
+    A reader never sees a half-written folder: ``path`` is either absent, the old folder or the
+    complete new one. An existing empty folder is replaced; an existing non-empty one only with
+    ``replace=True`` (FileExistsError otherwise), in which case it is first renamed aside and deleted
+    once the new folder is in place. On any exception the temporary folder is removed, the old folder
+    is left as it was and the exception propagates.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not replace:
+        raise FileExistsError(f"{path} exists and is not empty")
+    token = secrets.token_hex(6)
+    tmp = path.with_name(f".{path.name}.{token}.tmp")
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        for child in tmp.iterdir():
+            fd = os.open(child, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_directory(tmp)
+        old = None
+        if path.is_dir():
+            old = path.with_name(f".{path.name}.{token}.old")
+            os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.rename(old, path)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_directory(path.parent)
+    return path

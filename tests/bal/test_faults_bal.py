@@ -134,7 +134,7 @@ def test_missing_file_and_directory(tmp_path, capsys):
     message = one_line_error(capsys.readouterr().err)
     assert str(missing) in message and "does not exist" in message
     assert cli.main(["info", str(tmp_path)]) == 2
-    assert one_line_error(capsys.readouterr().err) == f"{tmp_path} is a directory, not a BAL file"
+    assert one_line_error(capsys.readouterr().err) == f"{tmp_path} is a directory, not a g2o file or BAL file"
 
 
 def test_bad_files_through_python_m_sparselm_cli(tmp_path):

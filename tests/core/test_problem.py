@@ -189,7 +189,8 @@ def test_sizes(base):
     assert base.n_parameters == 14 and base.n_residuals == 6
     sizes = base.sizes()
     assert sizes["parameters"] == 14 and sizes["residuals"] == 6
-    assert sizes["parameter_groups"]["pts"] == {"blocks": 4, "block_size": 2, "constant_blocks": 1,
+    assert sizes["parameter_groups"]["pts"] == {"blocks": 4, "block_size": 2, "tangent_size": 2,
+                                                "manifold": "euclidean(2)", "constant_blocks": 1,
                                                 "constant_coordinates": 0, "eliminate": False}
     assert sizes["residual_groups"]["d"] == {"blocks": 3, "residual_size": 1, "type": "distance_2d", "loss": "huber"}
     assert sizes["residual_groups"]["p"]["loss"] == "linear"

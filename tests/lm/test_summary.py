@@ -131,9 +131,16 @@ def test_counts_and_times_add_up(meyer, tight):
     assert sum(v["seconds"] for v in phases.values()) <= s.total_time_s * 1.01 + 1e-3
     assert s.environment["numba_threads"] >= 1
     assert s.iterations[0].iteration == 0 and s.iterations[0].step_is_successful
+    # set-up, first linearisation and first iteration partition the start of the clock
+    assert 0 < s.first_linearization_s and 0 < s.first_iteration_s
+    assert s.setup_time_s + s.first_linearization_s + s.first_iteration_s == pytest.approx(s.iterations[1].total_time_s)
+    d = s.to_dict()
+    assert d["first_iteration_s"] == s.first_iteration_s and d["first_linearization_s"] == s.first_linearization_s
+    assert "first iteration" in s.full_report()
 
 
 def test_summary_defaults():
     s = Summary()
     assert s.termination == "failure" and not s.ok and s.n_iterations == 0
     assert "FAILURE" in s.brief_report() and "Termination: FAILURE" in s.full_report()
+    assert math.isnan(s.first_iteration_s) and s.to_dict()["first_iteration_s"] is None

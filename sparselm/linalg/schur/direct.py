@@ -21,6 +21,7 @@ from sparselm.linalg.schur.kernels import back_substitute
 from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization, zero_private
 from sparselm.linalg.schur.eliminate import chunk_points_by_pairs, point_pass_kernels
 from sparselm.linalg.schur.structure import build_schur_structure
+from sparselm.linalg.schur.unrolled import slp_vectorization
 
 DENSE_SCHUR_MAX_COLUMNS = 2000
 
@@ -48,7 +49,7 @@ class SchurSolver(LinearSolver):
             self._work_e = np.zeros((n_e, ke))
             self.vg = np.zeros((n_e, ke))
             self.w = np.zeros((st.n_cells, kf, ke))
-            self._y_work = np.zeros((n_chunks, max(st.max_cells, 1), ke, kf))
+            self._z_work = np.zeros((n_chunks, max(st.max_cells, 1), ke, kf))
             self._chol_work = np.zeros((n_chunks, 2, ke, ke))
             self._failures = np.zeros(n_chunks, dtype=np.int64)
             self._s_private = np.zeros((n_chunks, st.pattern.n_targets, kf, kf))
@@ -66,7 +67,7 @@ class SchurSolver(LinearSolver):
     def linearize(self) -> None:
         st, lay, ev = self.structure, self.layout, self.evaluator
         p = st.pattern
-        with self.timer.phase("assembly"):
+        with self.timer.phase("assembly"), slp_vectorization():
             self.v.fill(0.0)
             self.w.fill(0.0)
             ev.gradient.fill(0.0)
@@ -85,9 +86,9 @@ class SchurSolver(LinearSolver):
     def solve(self, diagonal: np.ndarray) -> LinearSolution:
         st, lay, g = self.structure, self.layout, self.evaluator.gradient
         p = st.pattern
-        with self.timer.phase("schur_complement"):
+        with self.timer.phase("schur_complement"), slp_vectorization():
             self._point_pass(self._chunk_points, self.v, diagonal, st.e_col0, g, st.cells_of_e, st.cell_f,
-                             st.pair_start, st.pair_target, self.w, self.v_inv, self.vg, self._y_work, self._chol_work,
+                             st.pair_start, st.pair_target, self.w, self.v_inv, self.vg, self._z_work, self._chol_work,
                              self._s_private, self._rhs_private, self._failures)
             failures = int(self._failures.sum())
             if failures:

@@ -1,10 +1,17 @@
 """The per-trial Schur kernel, one pass over the eliminated blocks ("points"), fused.
 
-For each e-block p, with its cells a (distinct f-blocks sharing a residual with p):
+For each e-block p, with its cells a (distinct f-blocks sharing a residual with p), and the
+Cholesky factor L_p of the damped block V_p + D_p = L_p L_p^T:
 
-    V_p^-1 = (V_p + D_p)^-1 (Cholesky),   vg_p = V_p^-1 g_p,   Y_a = W_a V_p^-1,
-    S_{f(a) f(b)} -= Y_a W_b^T   for every pair a >= b of p's cells,
+    V_p^-1 = L_p^-T L_p^-1,   vg_p = V_p^-1 g_p,   Z_a = W_a L_p^-T   (kf x ke),
+    S_{f(a) f(b)} -= W_a V_p^-1 W_b^T = Z_a Z_b^T   for every pair a >= b of p's cells,
     rhs_{f(a)}    += W_a vg_p.
+
+The pair update Z_a Z_b^T (BA: 9x9 from 9x3 factors, 2 kf^2 ke = 486 flops) is the hot loop. It
+is straight-line code from :mod:`sparselm.linalg.schur.unrolled`, compiled with LLVM's SLP
+vectoriser (4-wide FMA here), with Z_a held k-major (``z[la, k, r]``) so each of its rows is
+contiguous. Forming Z by triangular substitution instead of Y_a = W_a V^-1 also halves the per-cell
+work and makes S's contributions symmetric by construction.
 
 Everything p needs is contiguous (its V, its cells' W), so each point's data is read once; the
 alternative, gathering per S block, rereads every cell once per pair and was ~3x slower on
@@ -12,8 +19,7 @@ problem-16-22106 (memory-bound). Writes to S and rhs would race between points s
 camera, so each chunk of points (one per thread, balanced by pair count, fixed at set-up)
 accumulates into a private block array; a second parallel loop over S blocks reduces the
 chunks in a fixed order, so results are bitwise reproducible for a given thread count.
-Block sizes are compile-time constants (kf, ke), so LLVM unrolls and vectorises the 9x3 / 3x9
-products; f-blocks smaller than kf are zero-padded in W and cost nothing extra in correctness.
+f-blocks smaller than kf are zero-padded in W and cost nothing extra in correctness.
 """
 from __future__ import annotations
 
@@ -23,14 +29,24 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from sparselm.linalg.schur.unrolled import CONTRACT, outer_product_accumulator
+
+
+def pair_update_flops(n_pairs: int, kf: int, ke: int) -> float:
+    """Floating-point operations of the S pair updates of one point pass (2 kf^2 ke per pair)."""
+    return 2.0 * kf * kf * ke * n_pairs
+
 
 @lru_cache(maxsize=None)
 def point_pass_kernels(kf: int, ke: int):
-    """(eliminate_and_accumulate, reduce_chunks) specialised for f-block size kf, e-block size ke."""
+    """(eliminate_and_accumulate, reduce_chunks) specialised for f-block size kf, e-block size ke.
 
-    @numba.njit(parallel=True, cache=True)
+    Call eliminate_and_accumulate inside :func:`sparselm.linalg.schur.unrolled.slp_vectorization`."""
+    pair_update = outer_product_accumulator(kf, kf, ke)
+
+    @numba.njit(parallel=True, cache=True, fastmath=CONTRACT)
     def eliminate_and_accumulate(chunk_points, v, diagonal, e_col0, gradient, cells_of_e, cell_f, pair_start,
-                                 pair_target, w, v_inv, vg, y_work, chol_work, s_priv, rhs_priv, failures):
+                                 pair_target, w, v_inv, vg, z_work, chol_work, s_priv, rhs_priv, failures):
         # No allocation inside the prange body: numba may hoist it out of the loop and share it
         # between threads (seen here as heap corruption). All scratch comes in per chunk.
         n_chunks = chunk_points.shape[0] - 1
@@ -45,7 +61,7 @@ def point_pass_kernels(kf: int, ke: int):
             for f in range(rp.shape[0]):
                 for i in range(kf):
                     rp[f, i] = 0.0
-            y = y_work[ch]
+            z = z_work[ch]
             L = chol_work[ch, 0]
             M = chol_work[ch, 1]
             for p in range(chunk_points[ch], chunk_points[ch + 1]):
@@ -68,6 +84,7 @@ def point_pass_kernels(kf: int, ke: int):
                 if not ok:
                     failures[ch] += 1
                     continue
+                # M = L^-1 (lower triangular)
                 for c in range(ke):
                     for i in range(ke):
                         if i < c:
@@ -98,31 +115,19 @@ def point_pass_kernels(kf: int, ke: int):
                         for k in range(ke):
                             acc += w[cell, r, k] * vg[p, k]
                         rp[f, r] += acc
+                    # Z = W M^T: z[la, k, r] = sum_{j <= k} W[r, j] M[k, j]
                     for k in range(ke):
                         for r in range(kf):
                             s = 0.0
-                            for q in range(ke):
-                                s += w[cell, r, q] * v_inv[p, q, k]
-                            y[la, k, r] = s
+                            for j in range(k + 1):
+                                s += w[cell, r, j] * M[k, j]
+                            z[la, k, r] = s
                 q = pair_start[p]
                 for la in range(n_cells):
+                    za = z[la]
                     for lb in range(la + 1):
-                        blk = sp[pair_target[q]]
+                        pair_update(sp[pair_target[q]], za, 0, z[lb], 0)
                         q += 1
-                        b = first + lb
-                        if ke == 3:  # the common case (points): three W values held in registers
-                            for cc in range(kf):
-                                w0 = w[b, cc, 0]
-                                w1 = w[b, cc, 1]
-                                w2 = w[b, cc, 2]
-                                for rr in range(kf):
-                                    blk[cc, rr] += y[la, 0, rr] * w0 + y[la, 1, rr] * w1 + y[la, 2, rr] * w2
-                        else:
-                            for cc in range(kf):
-                                for k in range(ke):
-                                    wbk = w[b, cc, k]
-                                    for rr in range(kf):
-                                        blk[cc, rr] += y[la, k, rr] * wbk
 
     @numba.njit(parallel=True, cache=True)
     def reduce_chunks(s_priv, rhs_priv, u_values, diag_positions, diagonal, colptr, tcol, ncol, nrow, within,

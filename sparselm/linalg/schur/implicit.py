@@ -26,6 +26,7 @@ from sparselm.linalg.base import LinearSolution, LinearSolver
 from sparselm.linalg.schur.block_pcg import BlockPCG
 from sparselm.linalg.schur.implicit_kernels import jacobian_schur_kernels, points_with_repeated_blocks
 from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization, zero_private
+from sparselm.linalg.schur.unrolled import slp_vectorization
 from sparselm.linalg.schur.pcg import chunk_by_work, csr_matvec_dot, gather_values, implicit_kernels, symmetric_csr
 
 PRECONDITIONERS = ("schur_jacobi", "jacobi")
@@ -176,7 +177,7 @@ class ImplicitSchur(LinearSolver):
     # -- per linearisation ----------------------------------------------------------------------
     def linearize(self) -> None:
         lay, ev, p = self.layout, self.evaluator, self.pattern
-        with self.timer.phase("assembly"):
+        with self.timer.phase("assembly"), slp_vectorization():
             self.v.fill(0.0)
             ev.gradient.fill(0.0)
             ev.column_norms.fill(0.0)

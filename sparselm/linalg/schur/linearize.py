@@ -11,7 +11,10 @@ the pass reads the Jacobian sequentially, once. For each instance i with e-block
 Chunks are cut at point boundaries, so everything indexed by a point is written by one thread;
 f-block quantities (few cameras, but shared by many points) go to per-chunk private arrays
 reduced afterwards in a fixed order (bitwise reproducible for a given thread count).
-Block sizes are compile-time constants: m (rows of the residual), kf (padded f size), ke.
+Block sizes are compile-time constants: m (rows of the residual), kf (padded f size), ke. The
+block products (V: ke x ke, W: kf x ke, U: kf x kf, each from m Jacobian rows) are straight-line
+code from :mod:`sparselm.linalg.schur.unrolled` (SIMD through the SLP vectoriser); call the pass
+inside :func:`sparselm.linalg.schur.unrolled.slp_vectorization`.
 """
 from __future__ import annotations
 
@@ -20,12 +23,17 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from sparselm.linalg.schur.unrolled import CONTRACT, outer_product_accumulator
+
 
 @lru_cache(maxsize=None)
 def linearize_kernel(m: int, kf: int, ke: int):
     """The fused pass for residuals of size m, f-blocks padded to kf, e-blocks of size ke."""
+    add_v = outer_product_accumulator(ke, ke, m)
+    add_w = outer_product_accumulator(ke, kf, m)
+    add_u = outer_product_accumulator(kf, kf, m)
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=True, fastmath=CONTRACT)
     def linearize_pass(chunk_inst, e_slot, e_local, block, slot_offset, slot_size, cell_of, combo_a, combo_b,
                        u_target, n_f, e_col0, block_col, residuals, jacobian, v, w, gradient, column_norms,
                        u_priv, g_priv, n_priv):
@@ -50,13 +58,7 @@ def linearize_kernel(m: int, kf: int, ke: int):
                             nn += x * x
                         gradient[c0 + a] += g
                         column_norms[c0 + a] += nn
-                        for c in range(a + 1):
-                            s = 0.0
-                            for r in range(m):
-                                s += jacobian[i, r, oe + a] * jacobian[i, r, oe + c]
-                            v[p, a, c] += s
-                            if c != a:
-                                v[p, c, a] += s
+                    add_v(v[p], jacobian[i], oe, jacobian[i], oe)
                 for j in range(n_slots):
                     b = block[i, j]
                     if b < 0 or b >= n_f:
@@ -75,12 +77,7 @@ def linearize_kernel(m: int, kf: int, ke: int):
                         npv[fc + a] += nn
                     cell = cell_of[i, j]
                     if cell >= 0 and kj == kf:
-                        for a in range(kf):
-                            for c in range(ke):
-                                s = 0.0
-                                for r in range(m):
-                                    s += jacobian[i, r, of + a] * jacobian[i, r, oe + c]
-                                w[cell, a, c] += s
+                        add_w(w[cell], jacobian[i], slot_offset[e_slot[i]], jacobian[i], of)
                     elif cell >= 0:
                         for a in range(kj):
                             for c in range(ke):
@@ -100,13 +97,8 @@ def linearize_kernel(m: int, kf: int, ke: int):
                     oa = slot_offset[sa]
                     ob = slot_offset[sb]
                     blk = up[t]
-                    if slot_size[sa] == kf and slot_size[sb] == kf:  # compile-time bounds: unrolled
-                        for cc in range(kf):
-                            for rr in range(kf):
-                                s = 0.0
-                                for r in range(m):
-                                    s += jacobian[i, r, oa + rr] * jacobian[i, r, ob + cc]
-                                blk[cc, rr] += s
+                    if slot_size[sa] == kf and slot_size[sb] == kf:
+                        add_u(blk, jacobian[i], oa, jacobian[i], ob)
                     else:
                         for cc in range(slot_size[sb]):
                             for rr in range(slot_size[sa]):

@@ -17,16 +17,20 @@ Objects built here:
 - the block pattern of lower(S) over the f-blocks: every pair of cells of one e-block gives a
   block (f(a), f(b)), plus U's own f-f blocks; for every cell pair, in point order, the S block
   it updates (see :mod:`sparselm.linalg.schur.eliminate` for how they are accumulated).
+
+All of it is built by the linear-time kernels of :mod:`sparselm.linalg.schur.structure_kernels`
+(counting sorts and marker arrays, no global sort of keys, nothing per observation in Python).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import List
 
-import numba
 import numpy as np
 
-from sparselm.core.layout import BlockPattern, Layout, build_block_pattern, csr_by_target, slot_pairs
+from sparselm.core.layout import BlockPattern, Layout, block_pattern_from_targets, counting_order
+from sparselm.linalg.schur.structure_kernels import (group_cells, instance_e_blocks, pair_and_u_targets,
+                                                     s_pattern_columns)
 
 
 @dataclass
@@ -91,6 +95,7 @@ def schur_applicable(layout: Layout) -> bool:
 
 
 def _e_slots(layout: Layout):
+    """([(e_slot, e_local) per group], e_size); raises SchurNotApplicable."""
     n_f = layout.n_reduced_blocks
     if n_f == layout.n_blocks:
         raise SchurNotApplicable("no parameter group is marked eliminate=True (or all its blocks are constant)")
@@ -101,92 +106,74 @@ def _e_slots(layout: Layout):
         raise SchurNotApplicable(f"eliminated blocks must all have one size, got sizes {e_sizes.tolist()}")
     out = []
     for g, rl in enumerate(layout.residuals):
-        is_e = rl.block >= n_f
-        count = is_e.sum(axis=1)
-        if (count > 1).any():
-            i = int(np.flatnonzero(count > 1)[0])
-            raise SchurNotApplicable(f"residual group {g}, instance {i} touches {int(count[i])} eliminated blocks; "
+        e_slot, e_local, bad = instance_e_blocks(rl.block, n_f)
+        if bad >= 0:
+            count = int((rl.block[bad] >= n_f).sum())
+            raise SchurNotApplicable(f"residual group {g}, instance {bad} touches {count} eliminated blocks; "
                                      "Schur elimination needs at most one: use sparse_normal_cholesky")
-        slot = np.where(count == 1, np.argmax(is_e, axis=1), -1).astype(np.int64)
-        out.append(slot)
+        out.append((e_slot, e_local))
     return out, int(e_sizes[0])
 
 
-@numba.njit(cache=True)
-def _cell_pairs(cells_of_e):
-    n_pairs = 0
-    for p in range(cells_of_e.shape[0] - 1):
-        c = cells_of_e[p + 1] - cells_of_e[p]
-        n_pairs += c * (c + 1) // 2
-    a = np.empty(n_pairs, np.int64)
-    b = np.empty(n_pairs, np.int64)
-    q = 0
-    for p in range(cells_of_e.shape[0] - 1):
-        s = cells_of_e[p]
-        for i in range(cells_of_e[p + 1] - s):
-            for j in range(i + 1):
-                a[q] = s + i
-                b[q] = s + j
-                q += 1
-    return a, b
+def _f_combos(block: np.ndarray, n_f: int):
+    """Unordered slot pairs (a <= b) that can both hold f-blocks, and per instance their (hi, lo) blocks."""
+    n, n_slots = block.shape
+    is_f = (block >= 0) & (block < n_f)
+    has_f = is_f.any(axis=0)
+    combos = [(a, b) for a in range(n_slots) for b in range(a, n_slots) if has_f[a] and has_f[b]]
+    combo_a = np.array([c[0] for c in combos], dtype=np.int64)
+    combo_b = np.array([c[1] for c in combos], dtype=np.int64)
+    both = is_f[:, combo_a] & is_f[:, combo_b]
+    hi = np.maximum(block[:, combo_a], block[:, combo_b])
+    lo = np.minimum(block[:, combo_a], block[:, combo_b])
+    return combo_a, combo_b, both, hi, lo
 
 
 def build_schur_structure(layout: Layout) -> SchurStructure:
     """Build the cells, the pattern of lower(S) and the cell pairs' targets (once per problem)."""
-    e_slot, e_size = _e_slots(layout)
+    slots, e_size = _e_slots(layout)
     n_f = layout.n_reduced_blocks
     n_e = layout.n_blocks - n_f
-    # cells: distinct (e, f) pairs
-    keys, e_locals = [], []
-    for rl, es in zip(layout.residuals, e_slot):
-        e_local = np.where(es >= 0, rl.block[np.arange(es.size), np.maximum(es, 0)] - n_f, -1).astype(np.int64)
-        e_locals.append(e_local)
-        f_ok = (rl.block >= 0) & (rl.block < n_f) & (e_local >= 0)[:, None]
-        keys.append(np.where(f_ok, e_local[:, None] * n_f + rl.block, -1))
-    cell_keys = np.unique(np.concatenate([k[k >= 0] for k in keys]))
-    cell_e, cell_f = cell_keys // n_f, cell_keys % n_f
-    cells_of_e = np.zeros(n_e + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cell_e, minlength=n_e), out=cells_of_e[1:])
-    cells_of_f_ptr, cells_of_f = csr_by_target(cell_f, n_f)
-    # S pattern: cell pairs and U's f-f blocks
-    pair_a, pair_b = _cell_pairs(cells_of_e)
-    u_keys = []
-    for rl in layout.residuals:
-        inst, sa, sb = slot_pairs(rl.block, n_f)
-        u_keys.append(rl.block[inst, sa] * n_f + rl.block[inst, sb])
-    f_col = layout.block_col[:n_f]
-    f_size = layout.block_size[:n_f]
-    pattern = build_block_pattern(np.concatenate([cell_f[pair_a] * n_f + cell_f[pair_b]] + u_keys), f_col, f_size)
-    groups = [_group_maps(rl, e_local, k, cell_keys, pattern, n_f)
-              for rl, e_local, k in zip(layout.residuals, e_locals, keys)]
-    # U touches few S blocks (BA: only the diagonal): number them compactly, so the per-thread U
-    # accumulators scale with U, not with S.
-    u_blocks = np.unique(np.concatenate([gm.u_target[gm.u_target >= 0] for gm in groups]))
-    for gm in groups:
-        ok = gm.u_target >= 0
-        gm.u_target[ok] = np.searchsorted(u_blocks, gm.u_target[ok])
-    pair_target = pattern.targets_of(cell_f[pair_a], cell_f[pair_b])
+    # (e, f) entries of every (instance, f-slot) whose instance has an e-block -> cells
+    masks, entry_e, entry_f, combos = [], [], [], []
+    for rl, (_, e_local) in zip(layout.residuals, slots):
+        mask = (rl.block >= 0) & (rl.block < n_f) & (e_local >= 0)[:, None]
+        masks.append(mask)
+        entry_e.append(np.broadcast_to(e_local[:, None], mask.shape)[mask])
+        entry_f.append(rl.block[mask])
+        combos.append(_f_combos(rl.block, n_f))
+    cell_e, cell_f, cells_of_e, cell_of_entry = group_cells(np.concatenate(entry_e), np.concatenate(entry_f), n_e)
+    cells_of_f_ptr, cells_of_f = counting_order(cell_f, n_f)
     cells_per_e = np.diff(cells_of_e)
     pair_start = np.zeros(n_e + 1, dtype=np.int64)
     np.cumsum(cells_per_e * (cells_per_e + 1) // 2, out=pair_start[1:])
-    return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, e_slot, cell_e, cell_f, cells_of_e,
-                          groups, cells_of_f_ptr, cells_of_f.astype(np.int64), pattern, u_blocks.astype(np.int64),
-                          pair_start, pair_target.astype(np.int64), int(cells_per_e.max(initial=0)))
-
-
-
-def _group_maps(rl, e_local, keys, cell_keys, pattern: BlockPattern, n_f: int) -> SchurGroupMaps:
-    """Cells and S targets of one residual group's instances (see SchurGroupMaps)."""
-    n, n_slots = rl.block.shape
-    cell_of = np.where(keys >= 0, np.searchsorted(cell_keys, np.maximum(keys, 0)), -1).astype(np.int64)
-    is_f = (rl.block >= 0) & (rl.block < n_f)
-    combos = [(a, b) for a in range(n_slots) for b in range(a, n_slots) if is_f[:, a].any() and is_f[:, b].any()]
-    combo_a = np.array([c[0] for c in combos], dtype=np.int64)
-    combo_b = np.array([c[1] for c in combos], dtype=np.int64)
-    u_target = np.full((n, len(combos)), -1, dtype=np.int64)
-    for q, (a, b) in enumerate(combos):
-        ok = np.flatnonzero(is_f[:, a] & is_f[:, b])
-        hi = np.maximum(rl.block[ok, a], rl.block[ok, b])
-        lo = np.minimum(rl.block[ok, a], rl.block[ok, b])
-        u_target[ok, q] = pattern.targets_of(hi, lo)
-    return SchurGroupMaps(e_local, np.ascontiguousarray(cell_of), combo_a, combo_b, u_target)
+    # U's own blocks J_a^T J_b (BA: the camera diagonal), counted by their column block
+    u_hi = np.concatenate([hi[both] for _, _, both, hi, _ in combos])
+    u_lo = np.concatenate([lo[both] for _, _, both, _, lo in combos])
+    u_ptr, u_order = counting_order(u_lo, n_f)
+    col_ptr, rows = s_pattern_columns(n_f, cells_of_f_ptr, cells_of_f, cell_e, cells_of_e, cell_f, u_ptr, u_order,
+                                      u_hi)
+    pair_target, u_flat = pair_and_u_targets(col_ptr, rows, cells_of_f_ptr, cells_of_f, cell_e, cells_of_e, cell_f,
+                                             pair_start, u_ptr, u_order, u_hi)
+    cols = np.repeat(np.arange(n_f, dtype=np.int64), np.diff(col_ptr))
+    pattern = block_pattern_from_targets(rows, cols, layout.block_col[:n_f], layout.block_size[:n_f])
+    # U touches few S blocks (BA: only the diagonal): number them compactly, so the per-thread U
+    # accumulators scale with U, not with S.
+    used = np.zeros(pattern.n_targets, dtype=bool)
+    used[u_flat] = True
+    u_blocks = np.flatnonzero(used).astype(np.int64)
+    u_rank = np.cumsum(used) - 1
+    groups, done_entries, done_u = [], 0, 0
+    for rl, (_, e_local), mask, (combo_a, combo_b, both, _, _) in zip(layout.residuals, slots, masks, combos):
+        cell_of = np.full(rl.block.shape, -1, dtype=np.int64)
+        k = int(mask.sum())
+        cell_of[mask] = cell_of_entry[done_entries:done_entries + k]
+        done_entries += k
+        u_target = np.full(both.shape, -1, dtype=np.int64)
+        k = int(both.sum())
+        u_target[both] = u_rank[u_flat[done_u:done_u + k]]
+        done_u += k
+        groups.append(SchurGroupMaps(e_local, cell_of, combo_a, combo_b, u_target))
+    return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, [s for s, _ in slots], cell_e, cell_f,
+                          cells_of_e, groups, cells_of_f_ptr, cells_of_f, pattern, u_blocks, pair_start, pair_target,
+                          int(cells_per_e.max(initial=0)))

@@ -1,0 +1,187 @@
+"""COLMAP bundle adjustment: sparselm against pycolmap 4.2.1's bundle adjuster (Ceres 2.2), side by side.
+
+Cases: the two real models in the COLMAP data folder (``$SPARSELM_COLMAP_DATA``, default
+``../shared/colmap``) and one seeded synthetic model per camera model sparselm supports
+(:func:`sparselm.colmap.synthetic.synthetic_model`, 24 images, 1500 points, written as a binary model
+that both solvers read). Both solve the same objective with the same options: pycolmap's default
+``BundleAdjustmentOptions`` (focal length and extra parameters refined, principal point fixed,
+trivial loss, 100 iterations, gradient tolerance 1e-4, function and parameter tolerances 0) through
+``pycolmap.create_default_bundle_adjuster``; sparselm's ``bundle_adjust`` with the same options
+(:data:`sparselm.colmap.adjust.COLMAP_SOLVER_DEFAULTS`).
+
+Each solve runs in its own process (``common.run_worker``), the two solvers one after the other per
+case. Measured per solver: iterations, initial and final cost (COLMAP's 0.5 * sum of squared pixel
+residuals), whole time (reading the model folder, building the problem, solving, and for sparselm
+writing the values back into a model), solve time, time until sparselm's cost first reaches
+pycolmap's final cost (counted from the start of the whole run, set-up included), and the peak
+resident memory of the worker process. sparselm's numba kernels are loaded from the on-disk cache
+by a warm-up solve of a tiny synthetic model before the clock starts (its time is reported).
+
+    python benchmarks/bench_colmap.py            # all cases -> results/colmap.{json,md}
+    python benchmarks/bench_colmap.py --quick    # the real models only
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common  # noqa: F401  (sets the thread policy and sys.path first)
+from common import (PeakMemory, env_line, environment, fmt, md_table, run_worker, time_to_cost, worker_main,
+                    write_json, write_text)
+
+SCRIPT = Path(__file__).resolve()
+SHARED = ("sfm-92", "video-7")
+SYNTHETIC = dict(n_images=24, n_cameras=3, n_points=1500, seed=11)
+
+
+def _data_folder() -> Path:
+    return Path(os.environ.get("SPARSELM_COLMAP_DATA") or common.REPO.parent / "shared" / "colmap")
+
+
+def _case_folder(case: dict, tmp: Path) -> Path:
+    """The model folder of a case (a synthetic model is written into ``tmp``)."""
+    if case["kind"] == "shared":
+        return _data_folder() / case["name"] / "sparse" / "0"
+    from sparselm.colmap import write_model
+    from sparselm.colmap.synthetic import synthetic_model
+
+    return write_model(synthetic_model(case["name"], **SYNTHETIC).initial, tmp / "model")
+
+
+def worker_pycolmap(spec: dict) -> dict:
+    import pycolmap
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _case_folder(spec["case"], Path(tmp))
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            rec = pycolmap.Reconstruction(str(folder))
+            options = pycolmap.BundleAdjustmentOptions()
+            options.print_summary = False
+            config = pycolmap.BundleAdjustmentConfig()
+            for image_id in rec.reg_image_ids():
+                config.add_image(image_id)
+            adjuster = pycolmap.create_default_bundle_adjuster(options, config, rec)
+            t1 = time.perf_counter()
+            summary = adjuster.solve()
+            t2 = time.perf_counter()
+    cs = summary.ceres_summary
+    return {"solver": f"pycolmap {pycolmap.__version__}", "initial_cost": cs.initial_cost,
+            "final_cost": cs.final_cost, "iterations": int(cs.num_successful_steps + cs.num_unsuccessful_steps) - 1,
+            "termination": str(cs.termination_type), "setup_s": t1 - t0, "solve_s": t2 - t1, "whole_s": t2 - t0,
+            "images": rec.num_reg_images(), "observations": sum(p.track.length() for p in rec.points3D.values()),
+            "memory": mem.as_dict()}
+
+
+def worker_sparselm(spec: dict) -> dict:
+    from sparselm.colmap import read_model
+    from sparselm.colmap.adjust import COLMAP_SOLVER_DEFAULTS
+    from sparselm.colmap.problem import BundleAdjustmentOptions, build_problem, solution_to_model
+    from sparselm.colmap.synthetic import synthetic_model
+    import sparselm
+
+    t_warm = time.perf_counter()
+    tiny = build_problem(synthetic_model("SIMPLE_RADIAL", n_images=4, n_points=40).initial)
+    sparselm.solve(tiny.problem, max_iterations=2)
+    warm_up_s = time.perf_counter() - t_warm
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _case_folder(spec["case"], Path(tmp))
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            model = read_model(folder)
+            built = build_problem(model, BundleAdjustmentOptions())
+            t1 = time.perf_counter()
+            summary = sparselm.solve(built.problem, **COLMAP_SOLVER_DEFAULTS)
+            t2 = time.perf_counter()
+            solution_to_model(built)
+            t3 = time.perf_counter()
+    # cost after each accepted iteration, on the whole-run clock (set-up included)
+    curve = [[t1 - t0 + r.total_time_s, r.cost] for r in summary.iterations if r.step_is_successful or r.iteration == 0]
+    return {"solver": f"sparselm {sparselm.__version__}", "initial_cost": summary.initial_cost,
+            "final_cost": summary.final_cost, "iterations": len(summary.iterations) - 1,
+            "termination": summary.termination, "setup_s": t1 - t0, "solve_s": t2 - t1, "write_back_s": t3 - t2,
+            "whole_s": t3 - t0, "curve": curve, "warm_up_s": warm_up_s, "linear_solver": summary.linear_solver,
+            "images": model.n_images, "observations": model.n_observations, "memory": mem.as_dict()}
+
+
+def cases(quick: bool):
+    out = [{"kind": "shared", "name": n} for n in SHARED]
+    if not quick:
+        from sparselm.colmap.camera_models import CAMERA_MODELS
+        from sparselm.colmap.cameras import PROJECTABLE_MODEL_IDS
+
+        out += [{"kind": "synthetic", "name": CAMERA_MODELS[i].name} for i in PROJECTABLE_MODEL_IDS]
+    return out
+
+
+def run(args) -> dict:
+    results = []
+    for case in cases(args.quick):
+        row = {"case": case}
+        for task in ("pycolmap", "sparselm"):
+            print(f"  {case['name']}: {task} ...", flush=True)
+            row[task] = run_worker(SCRIPT, {"task": task, "case": case}, timeout=1200, quiet_wait_s=5)
+            if "error" in row[task]:
+                print(f"    {row[task]['error']}: {row[task].get('stderr_tail', '')[-400:]}", flush=True)
+        p, s = row["pycolmap"], row["sparselm"]
+        if "error" not in p and "error" not in s:
+            # pycolmap's final cost, to the 1e-9 relative round-off of two summations of the same residuals
+            row["sparselm_time_to_pycolmap_cost_s"] = time_to_cost(s["curve"], p["final_cost"] * (1 + 1e-9))
+        results.append(row)
+    return {"environment": environment(), "results": results}
+
+
+def report(data: dict) -> str:
+    env = data["environment"]
+    rows = []
+    for r in data["results"]:
+        p, s = r["pycolmap"], r["sparselm"]
+        if "error" in p or "error" in s:
+            rows.append([r["case"]["name"], "error", "", "", "", "", "", "", "", ""])
+            continue
+        ttc = r.get("sparselm_time_to_pycolmap_cost_s")
+        rows.append([
+            r["case"]["name"] + (" (synthetic)" if r["case"]["kind"] == "synthetic" else ""),
+            s["images"], s["observations"], f"{p['iterations']} / {s['iterations']}",
+            f"{p['final_cost']:.10g} / {s['final_cost']:.10g}",
+            f"{p['whole_s']:.3f} / {s['whole_s']:.3f}", f"{p['solve_s']:.3f} / {s['solve_s']:.3f}",
+            fmt(ttc, ".3f") + (f" ({ttc / p['solve_s']:.2f}x)" if ttc is not None else " (not reached)"),
+            f"{p['memory']['solve_peak_rss_mb']:.0f} / {s['memory']['solve_peak_rss_mb']:.0f}",
+        ])
+    table = md_table(["model", "images", "observations", "iterations pycolmap / sparselm",
+                      "final cost pycolmap / sparselm", "whole time s", "solve time s",
+                      "sparselm time to pycolmap's final cost, s (x pycolmap solve)", "peak RSS MB"], rows)
+    return (f"# COLMAP bundle adjustment: sparselm vs pycolmap\n\n{env_line(env)}\n\n"
+            "Same objective (COLMAP's 0.5 * sum of squared pixel residuals over observations in front of their "
+            "camera) and options (pycolmap's default BundleAdjustmentOptions: focal length and extra parameters "
+            "refined, principal point fixed, trivial loss, at most 100 iterations, gradient tolerance 1e-4, "
+            "function and parameter tolerances 0), each solve in its own process, measured in one run by "
+            "`python benchmarks/bench_colmap.py`. Whole time = reading the model folder + building the problem + "
+            "solving (+ sparselm writing the values back into a model); solve time = the solver alone; time to "
+            "pycolmap's final cost (within 1e-9 relative) counts from the start of the whole run (set-up included) and is compared with "
+            "pycolmap's solve time. Peak RSS is the worker process's high-water mark during the run (interpreter "
+            "and libraries included). sparselm's numba kernels were loaded from the disk cache before the clock "
+            "started.\n\n" + table + "\n")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--worker":
+        return worker_main({"pycolmap": worker_pycolmap, "sparselm": worker_sparselm}, ["--worker"] + argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the real models only")
+    args = parser.parse_args(argv)
+    data = run(args)
+    write_json("colmap", data)
+    text = report(data)
+    write_text("colmap.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
