@@ -10,10 +10,9 @@ runs, each in a fresh process (:func:`common.run_worker`), ``--repeats`` times:
   without the prior), 1/2 sum e^T Lambda e. Its per-iteration errors and times come from the
   optimizer's iteration hook.
 * sparselm: ``read_g2o`` + ``build_problem`` + ``solve`` (function/gradient/parameter tolerance
-  1e-10/1e-12/1e-12, initial trust-region radius 1e8 and CHOLMOD's own choice of simplicial or
-  supernodal factorization, see SPARSELM_OPTIONS; the general sparse path: CHOLMOD on the normal
-  equations), after a warm-up
-  solve of the same file in the same process (so numba's kernels are loaded, not compiled; the
+  1e-10/1e-12/1e-12, initial trust-region radius 1e8 and ``factorization='auto'`` (simplicial or
+  supernodal by the factor's flops per entry, :mod:`sparselm.linalg.cholmod`), see SPARSELM_OPTIONS;
+  the general sparse path: CHOLMOD on the normal equations), after a warm-up solve of the same file in the same process (so numba's kernels are loaded, not compiled; the
   JIT cost is measured separately with an empty numba cache).
 
 Both whole times include reading the file and setting up. "Time to GTSAM's error" is the first time
@@ -37,8 +36,8 @@ import common
 
 FILES = ("intel", "parking-garage", "sphere2500", "smallGrid3D")
 #: GTSAM's LM starts nearly as Gauss-Newton (lambda 1e-5); sparselm's default radius 1e4 (Ceres') damps the
-#: first steps from odometry more. The radius 1e8 is the same near-Gauss-Newton start; 'auto' lets CHOLMOD
-#: choose simplicial (sparse 2-D graphs) or supernodal (sphere2500's dense factor).
+#: first steps from odometry more. The radius 1e8 is the same near-Gauss-Newton start; 'auto' chooses
+#: simplicial (sparse 2-D graphs) or supernodal (sphere2500's dense factor).
 SPARSELM_OPTIONS = dict(max_iterations=100, function_tolerance=1e-10, gradient_tolerance=1e-12,
                         parameter_tolerance=1e-12, initial_trust_region_radius=1e8, factorization="auto",
                         verbose=False)

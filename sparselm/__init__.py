@@ -19,6 +19,7 @@ _set_thread_defaults()
 from sparselm.bal.camera import BAL_REPROJECTION  # noqa: E402
 from sparselm.core.evaluator import NonFiniteError  # noqa: E402
 from sparselm.core.problem import Problem  # noqa: E402
+from sparselm.covariance import Covariance, covariance  # noqa: E402  (the function: sparselm.covariance(problem, ...))
 from sparselm.lm.memory import InsufficientMemoryError  # noqa: E402
 from sparselm.manifolds import Manifold, check_manifold  # noqa: E402
 from sparselm.lm.options import SolverOptions  # noqa: E402
@@ -26,9 +27,11 @@ from sparselm.lm.solve import solve  # noqa: E402
 from sparselm.lm.summary import IterationRecord, Summary  # noqa: E402
 from sparselm.residuals import ResidualType, check_jacobian  # noqa: E402
 from sparselm.residuals import library as models  # noqa: E402
+from sparselm.residuals.function import residual  # noqa: E402
+from sparselm import math  # noqa: E402
 from sparselm.scipy_api import least_squares  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Problem", "ResidualType", "SolverOptions", "Summary", "IterationRecord", "solve", "check_jacobian",
-           "least_squares", "NonFiniteError", "InsufficientMemoryError", "BAL_REPROJECTION", "models", "Manifold",
-           "check_manifold"]
+__all__ = ["covariance", "Covariance", "Problem", "ResidualType", "SolverOptions", "Summary", "IterationRecord",
+           "solve", "check_jacobian", "least_squares", "NonFiniteError", "InsufficientMemoryError", "BAL_REPROJECTION",
+           "models", "Manifold", "check_manifold", "residual", "math"]

@@ -1,6 +1,7 @@
 """Shared fixtures: tight solver options, a seeded RNG, numpy references of the model residuals,
 and a random sparse 2-D graph problem (linear offsets + nonlinear ranges + priors) with its
-numpy residual function and sparse Jacobian for scipy; ``g2o_file``, the real pose graphs."""
+numpy residual function and sparse Jacobian for scipy; ``bal_data``, the folder of real BAL files
+($SPARSELM_DATA); ``g2o_file``, the real pose graphs."""
 from __future__ import annotations
 
 import os
@@ -151,7 +152,7 @@ def flat_values():
     return values_vector
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def bal_data() -> Path:
     """$SPARSELM_DATA (the folder of real BAL files) as a Path; skips when unset, fails instead when
     SPARSELM_REQUIRE_DATA=1."""

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: A module's rank is that of the first component of its path under sparselm/ (a subpackage, or a
 #: module such as formats.py). The top-level __init__.py (the public API) is above everything.
 LAYERS: Tuple[Tuple[str, ...], ...] = (
-    ("util",),
+    ("util", "math"),
     ("manifolds",),
     ("core", "residuals"),
     ("linalg",),

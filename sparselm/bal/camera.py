@@ -80,10 +80,14 @@ Then, for each residual row ``k`` with ``A_k`` the k-th row of ``A``:
 
 Kernels
 -------
-Both kernels follow :mod:`sparselm.residuals.base`: ``params = (cameras (nc, 9), points (np, 3))``,
-``index (n, 2)`` int64 ``[camera, point]``, ``data (n, 2)`` the observed pixel. Each call first
-computes ``R`` (and ``J_l`` for the Jacobian kernel) once per camera in a ``prange`` over cameras,
-then runs a ``prange`` over observations with all fixed-size arithmetic written out in scalars.
+:data:`BAL_REPROJECTION` is written once, as the residual function :func:`snavely_reprojection` of
+one observation with the rotation matrix precomputed per camera; :func:`sparselm.residual` derives
+its exact Jacobian and generates both kernels (``params = (cameras (nc, 9), points (np, 3))``,
+``index (n, 2)`` int64 ``[camera, point]``, ``data (n, 2)`` the observed pixel). The derivation above
+is that of the hand-fused Jacobian kernel :func:`bal_reprojection_jacobians` (``R`` and ``J_l`` once
+per camera, then scalar arithmetic per observation), kept as :data:`BAL_REPROJECTION_HANDWRITTEN`: the
+generated Jacobian must equal it (to 1e-12 relative, tested), and benchmarks/bench_residual_function.py
+compares their speed.
 """
 from __future__ import annotations
 
@@ -93,16 +97,19 @@ import numpy as np
 from numba import njit, prange
 
 from sparselm.residuals.base import ResidualType
+from sparselm.residuals.function import residual
+from sparselm.residuals.geometry import angle_axis_to_matrix, matrix_times
 
 __all__ = [
     "BAL_REPROJECTION",
-    "bal_reprojection_residuals",
     "bal_reprojection_jacobians",
     "rotation_matrices",
     "left_jacobians",
     "angle_axis_rotate_point",
     "project",
+    "snavely_reprojection",
     "reprojection_pixel_errors",
+    "BAL_REPROJECTION_HANDWRITTEN",
 ]
 
 #: below this theta^2 the SO(3) coefficients are evaluated by their Taylor series.
@@ -198,60 +205,12 @@ def angle_axis_rotate_point(w, x):
     return out
 
 
-@njit(parallel=True, fastmath=False, cache=True)
 def project(cameras, points, camera_index, point_index):
     """Predicted pixels f d(p) p of points[point_index[i]] in cameras[camera_index[i]]: (n, 2)."""
-    nc = cameras.shape[0]
-    n = camera_index.shape[0]
-    cache = np.empty((nc, 9))
-    for j in prange(nc):
-        _fill_camera_cache(cameras[j, 0], cameras[j, 1], cameras[j, 2], cache, j, False)
-    out = np.empty((n, 2))
-    for i in prange(n):
-        cj = camera_index[i]
-        pj = point_index[i]
-        x0 = points[pj, 0]
-        x1 = points[pj, 1]
-        x2 = points[pj, 2]
-        p0 = cache[cj, 0] * x0 + cache[cj, 1] * x1 + cache[cj, 2] * x2 + cameras[cj, 3]
-        p1 = cache[cj, 3] * x0 + cache[cj, 4] * x1 + cache[cj, 5] * x2 + cameras[cj, 4]
-        p2 = cache[cj, 6] * x0 + cache[cj, 7] * x1 + cache[cj, 8] * x2 + cameras[cj, 5]
-        iz = 1.0 / p2
-        px = -p0 * iz
-        py = -p1 * iz
-        r2 = px * px + py * py
-        fd = cameras[cj, 6] * (1.0 + r2 * (cameras[cj, 7] + cameras[cj, 8] * r2))
-        out[i, 0] = fd * px
-        out[i, 1] = fd * py
+    index = np.ascontiguousarray(np.column_stack([camera_index, point_index]), dtype=np.int64)
+    out = np.empty((index.shape[0], 2))
+    BAL_REPROJECTION.residual_kernel((cameras, points), index, np.zeros((index.shape[0], 2)), out)
     return out
-
-
-@njit(parallel=True, fastmath=False, cache=True)
-def bal_reprojection_residuals(params, index, data, residuals):
-    """Residual kernel of :data:`BAL_REPROJECTION` (calling convention of sparselm.residuals.base)."""
-    cameras = params[0]
-    points = params[1]
-    nc = cameras.shape[0]
-    n = index.shape[0]
-    cache = np.empty((nc, 9))
-    for j in prange(nc):
-        _fill_camera_cache(cameras[j, 0], cameras[j, 1], cameras[j, 2], cache, j, False)
-    for i in prange(n):
-        cj = index[i, 0]
-        pj = index[i, 1]
-        x0 = points[pj, 0]
-        x1 = points[pj, 1]
-        x2 = points[pj, 2]
-        p0 = cache[cj, 0] * x0 + cache[cj, 1] * x1 + cache[cj, 2] * x2 + cameras[cj, 3]
-        p1 = cache[cj, 3] * x0 + cache[cj, 4] * x1 + cache[cj, 5] * x2 + cameras[cj, 4]
-        p2 = cache[cj, 6] * x0 + cache[cj, 7] * x1 + cache[cj, 8] * x2 + cameras[cj, 5]
-        iz = 1.0 / p2
-        px = -p0 * iz
-        py = -p1 * iz
-        r2 = px * px + py * py
-        fd = cameras[cj, 6] * (1.0 + r2 * (cameras[cj, 7] + cameras[cj, 8] * r2))
-        residuals[i, 0] = fd * px - data[i, 0]
-        residuals[i, 1] = fd * py - data[i, 1]
 
 
 @njit(parallel=True, fastmath=False, cache=True)
@@ -356,7 +315,17 @@ def bal_reprojection_jacobians(params, index, data, residuals, jacobians):
         jp[i, 1, 2] = a10 * r02 + a11 * r12 + a12 * r22
 
 
-#: The BAL reprojection residual: 2 rows, slots (camera 9, point 3), data = observed pixel (2).
+def snavely_reprojection(camera, point, observed, R):
+    """The BAL reprojection residual of one observation, as a residual function (see the module
+    docstring): ``R`` is the camera's rotation matrix, precomputed once per camera."""
+    P = [q + t for q, t in zip(matrix_times(R, point), (camera[3], camera[4], camera[5]))]
+    px = -P[0] / P[2]
+    py = -P[1] / P[2]
+    r2 = px * px + py * py
+    fd = camera[6] * (1.0 + r2 * (camera[7] + camera[8] * r2))
+    return [fd * px - observed[0], fd * py - observed[1]]
+
+
 def reprojection_pixel_errors(slot_values, index, data) -> np.ndarray:
     """|projection - observation| in pixels per observation, from (cameras, points), the (n, 2) index
     (camera, point) and the (n, 2) observed pixels: the ``observation_error`` of BAL_REPROJECTION."""
@@ -366,12 +335,16 @@ def reprojection_pixel_errors(slot_values, index, data) -> np.ndarray:
     return np.hypot(predicted[:, 0] - data[:, 0], predicted[:, 1] - data[:, 1])
 
 
-BAL_REPROJECTION = ResidualType(
-    name="bal_reprojection",
-    residual_size=2,
-    block_sizes=(9, 3),
-    data_size=2,
-    residual_kernel=bal_reprojection_residuals,
-    jacobian_kernel=bal_reprojection_jacobians,
-    observation_error=reprojection_pixel_errors,
-)
+#: The BAL reprojection residual: 2 rows, slots (camera 9, point 3), data = observed pixel (2). Its
+#: kernels are generated by :func:`sparselm.residual` from :func:`snavely_reprojection` (exact
+#: Jacobian; the rotation matrix and its derivative computed once per camera per evaluation).
+BAL_REPROJECTION = residual(residual_size=2, block_sizes=(9, 3), data_size=2, name="bal_reprojection",
+                            precompute={"R": ("camera", angle_axis_to_matrix)},
+                            observation_error=reprojection_pixel_errors)(snavely_reprojection)
+
+#: The same residual with the hand-fused Jacobian kernel :func:`bal_reprojection_jacobians` (derived
+#: in the module docstring): kept as an independent check of the generated kernel and as the
+#: baseline of benchmarks/bench_residual_function.py.
+BAL_REPROJECTION_HANDWRITTEN = ResidualType("bal_reprojection_handwritten", 2, (9, 3), 2,
+                                            BAL_REPROJECTION.residual_kernel, bal_reprojection_jacobians,
+                                            observation_error=reprojection_pixel_errors)

@@ -23,7 +23,11 @@ options used. When the table is not shown on the terminal (``-q``, or stdout red
 is a terminal, a one-line progress (iteration, cost, elapsed time) is refreshed on stderr at most
 every 2 s. ``--output`` writes the optimised problem as a BAL file (bzip2 when the name ends in
 .bz2) and ``--report`` the JSON report below; both writes are atomic, and neither may name the
-input file unless ``--force`` is given.
+input file unless ``--force`` is given. ``--covariance cameras|points|all`` computes the covariance
+blocks of the solution (:mod:`sparselm.covariance`; cameras = the groups not eliminated, points =
+the eliminated ones) and ``--covariance-output FILE.npz`` writes them (atomically): one
+(n_blocks, k, k) array per group, ``<group>_indices``, ``<group>_undefined``, ``scale`` and
+``null_space_dimension``.
 
 Exit status: 0 when the solve ended normally (converged, iteration or time limit, callback);
 1 when the solver failed (the message is on stderr; outputs are still written with the best
@@ -70,8 +74,16 @@ key                        meaning
 ``exit_status``            the exit status of the command (0, 1 or 130)
 ``total_time_s``           wall time of the solve, setup included
 ``setup_time_s``           structure and symbolic analysis
+``setup_phases``           its steps in seconds: ``layout``, ``solver_choice``,
+                           ``memory_estimate``, ``evaluator``, ``linear_solver``
 ``phases``                 per-phase time table {phase: {``seconds``, ``calls``}} (jacobian,
                            gradient, assembly, schur_complement, factorization, solve, ...)
+                           and, with ``--covariance``, ``covariance`` (the whole computation)
+``covariance``             with ``--covariance``: ``groups`` {name: {blocks, tangent_size,
+                           undefined}}, ``gauge`` {mode, null_space_dimension,
+                           fixed_coordinates, rank}, ``scale``, ``seconds``, ``phases`` (its
+                           own: covariance_linearization, _gauge, _factorization,
+                           _selected_inversion, _blocks), ``warning``, ``output`` (the .npz)
 ``linear_solver``          the linear solver's name and statistics (sizes, ordering, nnz)
 ``options_given``          the solver options as given (SolverOptions fields)
 ``options_used``           the options after resolution (``linear_solver`` 'auto' -> the one

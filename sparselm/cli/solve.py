@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, TextIO
 
 import numba
+import numpy as np
 
 import sparselm
 from sparselm.cli.solve_mpi import run_ranks
@@ -18,6 +19,7 @@ from sparselm.cli.common import (BUILT_IN, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_
                                  add_input_argument, add_option, check_output, error, isatty, json_clean, load_input,
                                  sizes_text)
 from sparselm.core.loss import LOSS_IDS
+from sparselm.covariance.estimate import GAUGE_MODES
 from sparselm.distributed.comm import launched_by_mpiexec
 from sparselm.formats import InputFormat
 from sparselm.lm.options import SolverOptions
@@ -30,6 +32,7 @@ SOLVE_OPTIONS = ("linear_solver", "max_iterations", "function_tolerance", "gradi
 REPORT_SCHEMA_VERSION = 1
 PROGRESS_INTERVAL_S = 2.0
 LOSSES = tuple(LOSS_IDS)
+COVARIANCE_CHOICES = ("cameras", "points", "all")
 
 
 def register(subparsers) -> None:
@@ -66,6 +69,14 @@ def register(subparsers) -> None:
                    help="scale of the robust loss, in pixels (the error where it starts to down-weight)")
     m.add_argument("--sigma", type=float, default=None, metavar="PX",
                    help="pixel standard deviation of every observation (default: 1, unweighted)")
+    c = p.add_argument_group("covariance (after the solve)")
+    c.add_argument("--covariance", choices=COVARIANCE_CHOICES, default=None,
+                   help="compute the covariance blocks of the cameras (the groups not eliminated), the points "
+                        "(the eliminated groups) or all; gauge-free problems get the Moore-Penrose covariance")
+    c.add_argument("--covariance-output", metavar="FILE.npz",
+                   help="write them: one (n, k, k) array per group, <group>_indices, <group>_undefined")
+    c.add_argument("--covariance-gauge", choices=GAUGE_MODES, default="pinv",
+                   help="pinv: Moore-Penrose (default); fix: hold the best-conditioned gauge coordinates")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", metavar="FILE",
                    help="write the optimised problem in its input format (bzip2 when FILE ends in .bz2)")
@@ -165,6 +176,9 @@ def solve_and_report(args, solve: Callable) -> int:
     report = check_output("report", args.report, input_desc, args.force)
     if output is not None and report is not None and (output.resolve() == report.resolve()):
         raise CLIError(f"--output and --report name the same file {output}")
+    if args.covariance_output is not None and args.covariance is None:
+        raise CLIError("--covariance-output needs --covariance cameras|points|all")
+    cov_output = check_output("covariance output", args.covariance_output, input_desc, args.force)
     problem = fmt.build(data, fix_first=args.fix_first_camera, fix_intrinsics=args.fix_intrinsics, sigma=args.sigma,
                         loss=None if args.loss == "linear" else args.loss,
                         loss_scale=args.loss_scale / (args.sigma or 1.0))  # pixels -> whitened units
@@ -191,11 +205,24 @@ def solve_and_report(args, solve: Callable) -> int:
         status = EXIT_INTERRUPTED
     else:
         status = EXIT_OK if summary.ok else EXIT_FAILURE
+    cov = None
+    if args.covariance is not None and status == EXIT_OK:
+        try:
+            cov = sparselm.covariance(problem, summary, blocks=covariance_groups(problem, args.covariance),
+                                      gauge=args.covariance_gauge)
+        except ValueError as exc:
+            error(f"the covariance could not be computed: {exc}", err)
+            status = EXIT_FAILURE
     if output is not None:
         fmt.write_solution(problem, data, output, args.force)
+    if cov is not None and cov_output is not None:
+        cov.save_npz(cov_output)
     if report is not None:
         contents = report_dict(summary, sizes=fmt.sizes(data), input_desc=input_desc, output=output, argv=args.argv,
                                initial_rms=initial_rms, final_rms=final_rms, exit_status=status)
+        if cov is not None:
+            contents["phases"]["covariance"] = {"seconds": cov.seconds, "calls": 1}
+            contents["covariance"] = json_clean(dict(cov.report(), output=str(cov_output) if cov_output else None))
         atomic_write(report, json.dumps(contents, indent=1, allow_nan=False) + "\n")
     if args.quiet:
         print(summary.brief_report(), file=out)
@@ -212,10 +239,14 @@ def solve_and_report(args, solve: Callable) -> int:
             print("Options used", file=out)
             for k, v in summary.options_used.items():
                 print(f"  {k:<28} {v!r}", file=out)
+        if cov is not None:
+            print(covariance_text(cov), file=out)
         if output is not None:
             print(f"wrote the solution to {output}", file=out)
         if report is not None:
             print(f"wrote the report to {report}", file=out)
+        if cov is not None and cov_output is not None:
+            print(f"wrote the covariance to {cov_output}", file=out)
     out.flush()
     if status == EXIT_INTERRUPTED:
         print("sparselm: interrupted (Ctrl-C): the best point so far was kept"
@@ -223,6 +254,31 @@ def solve_and_report(args, solve: Callable) -> int:
     elif status == EXIT_FAILURE:
         error(f"the solver failed: {summary.message}", err)
     return status
+
+
+def covariance_groups(problem, which: str) -> list:
+    """The parameter groups of ``--covariance``: cameras = the groups not eliminated (BA: cameras;
+    a pose graph: its poses), points = the eliminated groups, all = every group."""
+    groups = problem.parameter_groups.values()
+    chosen = [g.name for g in groups if which == "all" or g.eliminate == (which == "points")]
+    if not chosen:
+        raise CLIError(f"--covariance {which}: this problem has no such parameter group "
+                       f"(groups: {', '.join(g.name for g in groups)})")
+    return chosen
+
+
+def covariance_text(cov) -> str:
+    """Lines for the report: per group, the blocks computed, the undefined ones, the median std."""
+    lines = [f"Covariance ({cov.gauge['mode']}; gauge null space {cov.gauge['null_space_dimension']}-dimensional) "
+             f"in {cov.seconds:.3f} s"]
+    for group, mats in cov.matrices.items():
+        std = cov.std(group)
+        median = np.nanmedian(std, axis=0) if np.isfinite(std).any() else std[0]
+        lines.append(f"  {group}: {mats.shape[0]} blocks of {mats.shape[1]}, {len(cov.undefined[group])} undefined; "
+                     f"median standard deviations " + " ".join(f"{v:.3g}" for v in median))
+    if cov.warning:
+        lines.append(f"  warning: {cov.warning}")
+    return "\n".join(lines)
 
 
 def _print_header(out: TextIO, fmt: InputFormat, data, problem, input_desc: str, options: SolverOptions, args,

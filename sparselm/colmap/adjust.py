@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import sparselm
+from sparselm.colmap.format import SOLVER_DEFAULTS
 from sparselm.colmap.model import ColmapModel
 from sparselm.colmap.problem import BundleAdjustmentOptions, build_problem, solution_to_model
 from sparselm.lm.options import SolverOptions
@@ -18,9 +19,11 @@ from sparselm.lm.summary import Summary
 __all__ = ["bundle_adjust", "COLMAP_SOLVER_DEFAULTS"]
 
 #: pycolmap 4.2.1's Ceres solver options for bundle adjustment that sparselm has too: at most 100
-#: iterations, gradient tolerance 1e-4, function and parameter tolerances 0 (never stop on them).
+#: iterations, gradient tolerance 1e-4, function and parameter tolerances 0 (never stop on them),
+#: and the COLMAP format's initial trust-region radius (1e6 rather than Ceres' 1e4, see
+#: :data:`sparselm.colmap.format.SOLVER_DEFAULTS`).
 COLMAP_SOLVER_DEFAULTS = dict(max_iterations=100, gradient_tolerance=1e-4, function_tolerance=0.0,
-                              parameter_tolerance=0.0)
+                              parameter_tolerance=0.0, **SOLVER_DEFAULTS)
 
 
 def bundle_adjust(model: ColmapModel, options: Optional[BundleAdjustmentOptions] = None,

@@ -26,6 +26,11 @@ from sparselm.core.problem import Problem
 FILE_KIND = "COLMAP model folder"
 ERROR_LABEL = "reprojection error"
 ERROR_UNIT = "px"
+#: ``sparselm solve`` options for COLMAP models: LM's initial radius 1e6 (damping 1e-6 diag(J^T J))
+#: instead of 1e4. COLMAP models come out of incremental SfM near a minimum, and the smaller first
+#: damping reached pycolmap's final cost in 45 iterations instead of 70 on sfm-92 and in as many or
+#: fewer on the synthetic models (benchmarks/results/colmap.md).
+SOLVER_DEFAULTS = {"initial_trust_region_radius": 1e6}
 _LOSSES = {None: "trivial", "linear": "trivial", "huber": "huber", "soft_l1": "soft_l1", "cauchy": "cauchy"}
 
 
@@ -89,8 +94,8 @@ def rms_error(problem: Problem) -> float:
         params = tuple(problem.parameter_groups[g].values for g in group.groups)
         residuals = np.empty((group.n_instances, 2))
         group.residual_type.residual_kernel(params, group.index, group.data, residuals)
-        # slot 0 holds the pose in its first 6 columns (both layouts), the last slot the point
-        front = in_front_mask(params[0][:, :6], params[-1], group.index[:, 0], group.index[:, -1])
+        # slot 0 holds the pose (q, t) in its first 7 columns (both layouts), the last slot the point
+        front = in_front_mask(params[0][:, :7], params[-1], group.index[:, 0], group.index[:, -1])
         squared.append(np.sum(residuals[front] ** 2, axis=1))
     errors = np.concatenate(squared) if squared else np.zeros(0)
     return float(np.sqrt(np.mean(errors))) if errors.size else 0.0

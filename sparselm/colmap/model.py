@@ -22,6 +22,7 @@ from typing import List, Optional
 import numpy as np
 
 from sparselm.colmap.camera_models import CAMERA_MODELS
+from sparselm.util.numerics import unit_rows
 
 __all__ = ["ColmapFormatError", "ColmapModel", "TrivialRigs", "INVALID_POINT3D_ID"]
 
@@ -207,7 +208,7 @@ def validate(model: ColmapModel, files) -> None:
                                 f"refers to camera {model.image_camera_ids[i]}, which is not in {cam_f}")
     _check_finite(model.image_qvecs, img_f, "image", model.image_ids, "quaternion")
     _check_finite(model.image_tvecs, img_f, "image", model.image_ids, "translation")
-    zero_q = np.linalg.norm(model.image_qvecs, axis=1) == 0 if model.n_images else np.zeros(0, bool)
+    zero_q = unit_rows(model.image_qvecs)[1] == 0 if model.n_images else np.zeros(0, bool)
     if zero_q.any():
         i = _first(zero_q)
         raise ColmapFormatError(img_f, f"image {model.image_ids[i]} (record {i})", "zero quaternion")

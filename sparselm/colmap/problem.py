@@ -1,20 +1,18 @@
 """Bundle adjustment of a COLMAP model: the sparselm Problem, its options and the results back.
 
-Parameterisation (documented choice): each image's pose is a parameter block of 6 numbers, a
-rotation vector ``w`` (angle-axis, radians) and the translation ``t`` of ``cam_from_world``, so that
-LM's additive update ``x + delta`` is valid everywhere except at ``|w| = 2 pi`` (never reached from
-the ``|w| <= pi`` we start from in one step of sensible size). COLMAP's unit quaternion is converted
-to ``w`` when building the problem and back when writing results (:mod:`sparselm.colmap.rotation`,
-keeping the input's sign hemisphere). The minimised function is COLMAP's whatever the
-parameterisation: the cost is ``1/2 sum rho(|projection - observation|^2)`` over observations whose
+Parameterisation: each image's pose is COLMAP's ``cam_from_world``, stored as a unit quaternion and a
+translation ``(qx, qy, qz, qw, tx, ty, tz)`` on the manifold SO(3) x R^3 (rotation perturbed on the
+right, ``R <- R Exp(d_w)``, renormalised after every step; translation added), with 6 tangent
+coordinates; COLMAP's ``(qw, qx, qy, qz)`` is reordered on the way in and out (the sign of each
+quaternion is kept). The cost is ``1/2 sum rho(|projection - observation|^2)`` over observations whose
 point is in front of the camera (see :mod:`sparselm.colmap.reprojection` for the others).
 
 Groups, in one of two layouts with the same unknowns and the same cost. Joint (when every camera_id
 is used by one image, as in models with a camera per image, and all poses are free): one group
-``"cameras_<MODEL>"`` per camera model with one block per image, its pose (6) followed by its camera's
-refined parameters only (the fixed ones travel in the residuals' data), so the reduced camera system
+``"cameras_<MODEL>"`` per camera model with one block per image, its pose (7 stored, 6 tangent) followed
+by its camera's refined parameters only (on SO(3) x R^(3 + refined)) (the fixed ones travel in the residuals' data), so the reduced camera system
 has one small block per image (on sfm-92 1.4x faster per iteration than the split layout, which
-keeps fixed coordinates as zeroed columns). Split (otherwise): ``"poses"`` (n_images, 6) (and ``"gauge_pose"`` for the second
+keeps fixed coordinates as zeroed columns). Split (otherwise): ``"poses"`` (n_images, 7) (and ``"gauge_pose"`` for the second
 image of the ``two_cams_from_world`` gauge) and one ``"intrinsics_<MODEL>"`` group per camera model
 with one block per camera_id, shared by all its images. Both: ``"points"`` (eliminated by Schur) and
 one residual group ``"observations_<MODEL>[_gauge]"`` per camera model (and pose group). Only images,
@@ -30,10 +28,10 @@ import numpy as np
 from sparselm.colmap.camera_models import CAMERA_MODELS
 from sparselm.colmap.cameras import check_projectable
 from sparselm.colmap.model import ColmapModel, rows_of
-from sparselm.colmap.reprojection import (in_front_mask, joint_reprojection_type, observation_errors,
-                                           reprojection_type)
-from sparselm.colmap.rotation import quaternion_from_rotvec, rotvec_from_quaternion
-from sparselm.bal.camera import rotation_matrices
+from sparselm.colmap.reprojection import (POSE_MANIFOLD, in_front_mask, joint_reprojection_type,
+                                           observation_errors, poses_of, reprojection_type)
+from sparselm.manifolds.lie import quaternion_to_matrix
+from sparselm.manifolds.product import quaternion_and_vector
 from sparselm.core.problem import Problem
 
 __all__ = ["BundleAdjustmentOptions", "ColmapProblem", "build_problem", "solution_to_model", "LOSSES", "GAUGES"]
@@ -94,7 +92,7 @@ class ColmapProblem:
     problem        the sparselm Problem.
     model          the model it was built from.
     pose_groups    (group name, model image rows): block i of the group is image rows[i]'s pose, in
-                   the block's first 6 columns.
+                   the block's first 7 columns (qx, qy, qz, qw, tx, ty, tz).
     camera_groups  (group name, model camera rows, first column, parameter indices): block i holds
                    the listed parameters of camera rows[i], in order, from that column on.
     point_rows     (n_point_blocks,) model point row of each block of "points".
@@ -125,9 +123,9 @@ def _gauge_second_image(used_images, poses):
     """The second image of the two-camera gauge and the coordinate of its translation to fix: the one
     along which the first camera's centre, seen from the second camera, lies furthest."""
     first, second = used_images[0], used_images[1]
-    rot = rotation_matrices(np.ascontiguousarray(poses[[first, second], :3]))
-    centre1 = -rot[0].T @ poses[first, 3:]
-    in_second = rot[1] @ centre1 + poses[second, 3:]
+    rot = [np.reshape(quaternion_to_matrix(tuple(poses[row, :4])), (3, 3)) for row in (first, second)]
+    centre1 = -rot[0].T @ poses[first, 4:]
+    in_second = rot[1] @ centre1 + poses[second, 4:]
     return second, int(np.argmax(np.abs(in_second)))
 
 
@@ -147,7 +145,7 @@ def build_problem(model: ColmapModel, options: BundleAdjustmentOptions = None) -
         check_projectable(int(model.camera_model_ids[row]), model.camera_ids[row])
     constant_ids = _known(model.image_ids, options.constant_image_ids, "image")
     used_images = np.unique(image_row)
-    all_poses = np.concatenate([rotvec_from_quaternion(model.image_qvecs), model.image_tvecs], axis=1)
+    all_poses = poses_of(model)
     problem = Problem()
     point_rows, point_block = _add_points(problem, model, options, np.unique(point_row))
     cols = dict(image_row=image_row, xy=xy, point_index=point_block[point_row], camera_row=camera_row)
@@ -190,7 +188,7 @@ def _observations(problem, name, residual_type, pose_slots, sel, model_id, cols,
 
 
 def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
-    """One block per image: pose (6) then its camera's refined parameters, one group per camera model
+    """One block per image: pose (7) then its camera's refined parameters, one group per camera model
     (the fixed parameters travel in the residuals' data, see joint_reprojection_type)."""
     image_row, camera_row = cols["image_row"], cols["camera_row"]
     pose_groups, camera_groups = [], []
@@ -200,7 +198,8 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
         images = used_images[model_of_image[used_images] == model_id]
         params = np.stack([model.camera_params_of(r) for r in camera_row[images]])
         free = np.setdiff1d(np.arange(params.shape[1]), _constant_coordinates(int(model_id), options))
-        problem.add_parameter_group(f"cameras_{name}", np.c_[all_poses[images], params[:, free]])
+        problem.add_parameter_group(f"cameras_{name}", np.c_[all_poses[images], params[:, free]],
+                                    manifold=quaternion_and_vector(3 + len(free)))
         block = np.full(model.n_images, -1)
         block[images] = np.arange(len(images))
         sel = model_of_image[image_row] == model_id
@@ -210,7 +209,7 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
                       [(f"cameras_{name}", block[image_row[sel]])], sel, model_id, cols, options,
                       extra=np.c_[bits, template])
         pose_groups.append((f"cameras_{name}", images))
-        camera_groups.append((f"cameras_{name}", camera_row[images], 6, free))
+        camera_groups.append((f"cameras_{name}", camera_row[images], 7, free))
     return pose_groups, camera_groups
 
 
@@ -226,7 +225,7 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
     constant_images = np.isin(model.image_ids[used_images], constant_ids) | (not options.refine_rig_from_world)
     if gauge_image is not None:
         constant_images[0] = True
-    problem.add_parameter_group("poses", all_poses[used_images], constant=constant_images)
+    problem.add_parameter_group("poses", all_poses[used_images], constant=constant_images, manifold=POSE_MANIFOLD)
     pose_groups = [("poses", used_images)]
     pose_block = np.full(model.n_images, -1)
     pose_block[used_images] = np.arange(len(used_images))
@@ -234,7 +233,7 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
         problem.add_parameter_group("gauge_pose", all_poses[[gauge_image]],
                                     constant=[not options.refine_rig_from_world or
                                               model.image_ids[gauge_image] in set(constant_ids.tolist())],
-                                    constant_coordinates=[3 + gauge_coordinate])
+                                    constant_coordinates=[3 + gauge_coordinate], manifold=POSE_MANIFOLD)
         pose_groups.append(("gauge_pose", np.array([gauge_image])))
         pose_block[gauge_image] = 0
     camera_groups = []
@@ -278,9 +277,10 @@ def solution_to_model(built: ColmapProblem) -> ColmapModel:
     qvecs = model.image_qvecs.copy()
     tvecs = model.image_tvecs.copy()
     for group, rows in built.pose_groups:
-        poses = groups[group].values
-        qvecs[rows] = quaternion_from_rotvec(poses[:, :3], like=model.image_qvecs[rows])
-        tvecs[rows] = poses[:, 3:6]
+        moved = ~groups[group].constant  # constant poses keep the model's numbers bit for bit
+        poses = groups[group].values[moved]
+        qvecs[rows[moved]] = poses[:, [3, 0, 1, 2]]
+        tvecs[rows[moved]] = poses[:, 4:7]
     params = model.camera_params.copy()
     for group, rows, first, free in built.camera_groups:
         values = groups[group].values

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sparselm.util.numerics import unit_rows
+
 __all__ = ["rotvec_from_quaternion", "quaternion_from_rotvec"]
 
 _SMALL = 1e-8
@@ -17,8 +19,7 @@ _SMALL = 1e-8
 
 def rotvec_from_quaternion(q) -> np.ndarray:
     """Rotation vectors (n, 3) of quaternions (n, 4), which are normalised first; ``|w| <= pi``."""
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    q = unit_rows(np.asarray(q, dtype=np.float64))[0]  # overflow-safe: 1e200 entries are a valid direction
     q = np.where(q[:, :1] < 0, -q, q)
     s = np.linalg.norm(q[:, 1:], axis=1)
     theta = 2.0 * np.arctan2(s, q[:, 0])

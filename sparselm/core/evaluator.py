@@ -96,6 +96,7 @@ class Evaluator:
             self._jd.append(np.zeros((n, m)))
         self.gradient = np.zeros(layout.n_columns)
         self.column_norms = np.zeros(layout.n_columns)
+        self._jacobian_kernels = [_jacobian_kernel(problem, rg) for rg in problem.residual_groups]
         self._constant_coordinates = [
             np.concatenate([problem.parameter_groups[g].constant_coordinates for g in rg.groups])
             for rg in problem.residual_groups]
@@ -170,8 +171,8 @@ class Evaluator:
                 res, jac, views = self.residuals[g], self.jacobians[g], self._kernel_views[g]
                 params = self._params(rg, values)
                 rl = self.layout.residuals[g]
-                if rg.residual_type.jacobian_kernel is not None:
-                    rg.residual_type.jacobian_kernel(params, rl.index, rl.data, res, views)
+                if self._jacobian_kernels[g] is not None:
+                    self._jacobian_kernels[g](params, rl.index, rl.data, res, views)
                 else:
                     numeric_jacobian(rg.residual_type.residual_kernel, params, rl.index, rl.data, res, views)
                 if self._conversions[g]:
@@ -208,6 +209,21 @@ class Evaluator:
         raise NonFiniteError(f"residual group {rg.name!r}: instance {i} ({blocks}) has a non-finite residual or "
                              f"Jacobian ({int(bad.sum())} instances in all)")
 
+    def check_linearization_finite(self, cost: float) -> None:
+        """Raise NonFiniteError unless the cost, the gradient J^T r and diag(J^T J) of the last
+        linearisation are finite: with finite residuals and Jacobians they still overflow when their
+        products or sums leave the float64 range. The message names the residual group with the
+        largest whitened residual or Jacobian entry."""
+        if math.isfinite(cost) and np.isfinite(self.gradient).all() and np.isfinite(self.column_norms).all():
+            return
+        what = "the cost" if not math.isfinite(cost) else "the gradient J^T r or diag(J^T J)"
+        largest = [(float(np.max(np.abs(res), initial=0.0)), float(np.max(np.abs(jac), initial=0.0)))
+                   for res, jac in zip(self.residuals, self.jacobians)]
+        g = int(np.argmax([r * max(j, 1.0) for r, j in largest]))
+        raise NonFiniteError(f"{what} overflows the float64 range: residual group "
+                             f"{self.problem.residual_groups[g].name!r} has whitened residuals up to "
+                             f"{largest[g][0]:.3g} and Jacobian entries up to {largest[g][1]:.3g}")
+
     def model_cost_change(self, step: np.ndarray) -> float:
         """Decrease of the linear model, L(0) - L(step) = -(J step)^T (r + J step / 2)."""
         lay = self.layout
@@ -233,6 +249,24 @@ class Evaluator:
                 _apply_block_step(values[name], ids, self.layout.block_col, step, out[name])
             else:
                 apply_tangent_step(manifold, values[name], ids, self.layout.block_col, step, out[name])
+
+
+def _jacobian_kernel(problem: Problem, rg):
+    """The Jacobian kernel to call for residual group ``rg``: a variant that skips the columns of
+    constant coordinates and of slots whose blocks are all constant when the type offers one
+    (``jacobian_kernel_for``), else its ``jacobian_kernel``. Skipped columns stay zero."""
+    rt = rg.residual_type
+    if rt.jacobian_kernel is None or rt.jacobian_kernel_for is None:
+        return rt.jacobian_kernel
+    needed = []
+    for j, gname in enumerate(rg.groups):
+        pg = problem.parameter_groups[gname]
+        free = not bool(pg.constant.all())
+        if pg.manifold.euclidean and rt.slot_manifold(j) is None:
+            needed.append(tuple(free and not bool(c) for c in pg.constant_coordinates))
+        else:  # constant tangent coordinates do not map to ambient columns: all or none
+            needed.append((free,) * rt.block_sizes[j])
+    return rt.jacobian_kernel_for(tuple(needed))
 
 
 @numba.njit(parallel=True, cache=True)

@@ -30,7 +30,7 @@ target, again race-free.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numba
 import numpy as np
@@ -110,19 +110,86 @@ def build_layout(problem: Problem) -> Layout:
     for rg in problem.residual_groups:
         k = np.array([problem.parameter_groups[gname].tangent_size for gname in rg.groups], dtype=np.int64)
         slot_offset = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
-        block = np.stack([block_id[gname][rg.index[:, j]] for j, gname in enumerate(rg.groups)], axis=1)
-        perm = counting_order(block.max(axis=1) + 1, next_block + 1)[1]  # -1: every block constant
-        block = np.ascontiguousarray(block[perm], dtype=np.int64)
-        sqrt_info = rg.sqrt_information
-        if isinstance(sqrt_info, np.ndarray):
-            sqrt_info = np.ascontiguousarray(sqrt_info[perm])
-        inst, slot = np.nonzero(block >= 0)
-        ptr, order_idx = counting_order(block[inst, slot], next_block)
-        residual_layouts.append(ResidualLayout(perm, np.ascontiguousarray(rg.index[perm]),
-                                               np.ascontiguousarray(rg.data[perm]), sqrt_info, slot_offset, k, block, ptr,
-                                               inst[order_idx].astype(np.int64), slot[order_idx].astype(np.int64)))
+        slot_ids = [block_id[gname] for gname in rg.groups]
+        id_offset = np.concatenate([[0], np.cumsum([ids.size for ids in slot_ids])[:-1]]).astype(np.int64)
+        index = np.ascontiguousarray(rg.index, dtype=np.int64)
+        perm, block, use_ptr, use_instance, use_slot = instance_order_and_uses(
+            index, np.concatenate(slot_ids), id_offset, next_block)
+        sqrt_info, data = rg.sqrt_information, np.ascontiguousarray(rg.data)
+        if perm is not None:  # not yet in order: permute the per-instance arrays once
+            index, data = gather_rows(index, perm), gather_rows(data, perm)
+            if isinstance(sqrt_info, np.ndarray):
+                sqrt_info = gather_rows(np.ascontiguousarray(sqrt_info), perm)
+        else:
+            perm = np.arange(index.shape[0], dtype=np.int64)
+        residual_layouts.append(ResidualLayout(perm, index, data, sqrt_info, slot_offset, k, block, use_ptr,
+                                               use_instance, use_slot))
     return Layout([g.name for g in order], block_id, block_col, np.concatenate(sizes), next_col,
                   n_reduced_blocks, n_reduced_cols, np.concatenate(const_cols).astype(bool), residual_layouts)
+
+
+@numba.njit(cache=True)
+def instance_order_and_uses(index, slot_ids, id_offset, n_blocks):
+    """One residual group's internal order, free-block ids and block-use lists, in O(n + n_blocks).
+
+    index (n, s): the user's block indices; slot_ids[id_offset[j] + b]: free block id of block b of
+    slot j's group (-1 if constant). Instances are stably counting-sorted by their highest free block
+    (-1 first). Returns (perm or None when the instances are already in that order, block (n, s) in
+    internal order, use_ptr, use_instance, use_slot): the uses (i, j) of each block b, in instance
+    then slot order, are use_ptr[b]:use_ptr[b+1]."""
+    n, s = index.shape
+    raw = np.empty((n, s), np.int64)
+    key = np.empty(n, np.int64)
+    in_order = True
+    for i in range(n):
+        top = -1
+        for j in range(s):
+            b = slot_ids[id_offset[j] + index[i, j]]
+            raw[i, j] = b
+            top = max(top, b)
+        key[i] = top + 1
+        if i > 0 and key[i] < key[i - 1]:
+            in_order = False
+    perm = None
+    block = raw
+    if not in_order:
+        ptr, order = counting_order(key, n_blocks + 1)
+        block = np.empty((n, s), np.int64)
+        for i in range(n):
+            for j in range(s):
+                block[i, j] = raw[order[i], j]
+        perm = order
+    use_ptr = np.zeros(n_blocks + 1, np.int64)
+    for i in range(n):
+        for j in range(s):
+            if block[i, j] >= 0:
+                use_ptr[block[i, j] + 1] += 1
+    for b in range(n_blocks):
+        use_ptr[b + 1] += use_ptr[b]
+    fill = use_ptr[:-1].copy()
+    use_instance = np.empty(use_ptr[n_blocks], np.int64)
+    use_slot = np.empty(use_ptr[n_blocks], np.int64)
+    for i in range(n):
+        for j in range(s):
+            b = block[i, j]
+            if b >= 0:
+                use_instance[fill[b]] = i
+                use_slot[fill[b]] = j
+                fill[b] += 1
+    return perm, block, use_ptr, use_instance, use_slot
+
+
+@numba.njit(parallel=True, cache=True)
+def gather_rows(array, perm):
+    """array[perm] for a C-contiguous array of any rank >= 1, rows copied in parallel."""
+    n = perm.shape[0]
+    flat = array.reshape(array.shape[0], -1)
+    out = np.empty((n, flat.shape[1]), array.dtype)
+    for i in numba.prange(n):
+        src = perm[i]
+        for c in range(flat.shape[1]):
+            out[i, c] = flat[src, c]
+    return out.reshape((n,) + array.shape[1:])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,10 +246,11 @@ class BlockPattern:
 
     Targets are sorted by (column block, row block); see the module docstring for the address
     of entry (rr, cc) of target t: ``colptr[target_col[t] + cc] + target_within[t] + rr - cc``.
+    The row indices (``indices``, nnz int64) are built on first use: a solver that never hands the
+    matrix to a sparse factorization (dense_schur, PCG) never pays for them.
     """
 
     colptr: np.ndarray
-    indices: np.ndarray
     target_col: np.ndarray     # (n_targets,) first column c0
     target_row: np.ndarray     # (n_targets,) first row r0
     target_ncol: np.ndarray
@@ -192,10 +260,20 @@ class BlockPattern:
     unique_keys: np.ndarray    # sorted keys row_block * n_blocks + col_block
     target_of_key: np.ndarray  # position in unique_keys -> target id
     n_key_blocks: int
+    row_indices: Optional[np.ndarray] = None
 
     @property
     def nnz(self) -> int:
-        return int(self.indices.shape[0])
+        return int(self.colptr[-1])
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Row index of every stored entry (CSC order), built once on first use."""
+        if self.row_indices is None:
+            self.row_indices = np.empty(self.nnz, dtype=np.int64)
+            _fill_row_indices(self.colptr, self.target_col, self.target_row, self.target_ncol, self.target_nrow,
+                              self.target_within, self.target_diag, self.row_indices)
+        return self.row_indices
 
     @property
     def n_targets(self) -> int:
@@ -255,9 +333,7 @@ def block_pattern_from_targets(row_blk: np.ndarray, col_blk: np.ndarray, block_c
     tcol = block_col[col_blk]
     trow = block_col[row_blk]
     tdiag = row_blk == col_blk
-    indices = np.empty(colptr[-1], dtype=np.int64)
-    _fill_row_indices(colptr, tcol, trow, ncol, nrow, within, tdiag, indices)
-    return BlockPattern(colptr, indices, tcol, trow, ncol, nrow, within, tdiag, unique_keys, target_of_key, nb)
+    return BlockPattern(colptr, tcol, trow, ncol, nrow, within, tdiag, unique_keys, target_of_key, nb)
 
 
 def csr_by_target(target: np.ndarray, n_targets: int):

@@ -143,13 +143,14 @@ class Problem:
         elimination. manifold: None (Euclidean), a registered name ("so3_quaternion", "se3", ...)
         or a :class:`~sparselm.manifolds.Manifold`; values are stored in its ambient coordinates
         and updated by x [+] delta. The array is copied; the solver writes the solution back into
-        ``group.values``.
+        ``group.values``. Values must be finite and within +-1e150
+        (:data:`sparselm.util.numerics.MAX_MAGNITUDE`).
         """
         if not isinstance(name, str) or not name:
             raise ValueError("parameter group name must be a non-empty string")
         if name in self.parameter_groups:
             raise ValueError(f"parameter group {name!r} already exists")
-        vals = float_array(f"parameter group {name!r}: values", values, 2).copy()
+        vals = float_array(f"parameter group {name!r}: values", values, 2, bounded=True).copy()
         if vals.shape[0] == 0 or vals.shape[1] == 0:
             raise ValueError(f"parameter group {name!r}: values must be non-empty, got shape {vals.shape}")
         try:

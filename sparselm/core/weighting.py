@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from sparselm.util.numerics import MAX_MAGNITUDE, first_beyond, magnitude_message
 
-def float_array(name: str, values, ndim: int) -> np.ndarray:
-    """Convert to a C-contiguous float64 array of the given ndim, or raise a ValueError naming it."""
+
+def float_array(name: str, values, ndim: int, bounded: bool = False) -> np.ndarray:
+    """Convert to a C-contiguous float64 array of the given ndim, or raise a ValueError naming it (also
+    for a non-finite value, and, when ``bounded``, for one beyond +-MAX_MAGNITUDE)."""
     try:
         arr = np.asarray(values)
     except Exception as exc:  # pragma: no cover - exotic inputs
@@ -27,6 +30,9 @@ def float_array(name: str, values, ndim: int) -> np.ndarray:
     if bad.any():
         where = np.argwhere(bad)[0]
         raise ValueError(f"{name}: non-finite value {arr[tuple(where)]} at index {tuple(int(w) for w in where)}")
+    where = first_beyond(arr) if bounded else None
+    if where is not None:
+        raise ValueError(f"{name}: {magnitude_message(arr[where])}, at index {where}")
     return arr
 
 
@@ -48,17 +54,19 @@ def sqrt_information_from(name: str, n: int, m: int, sigma=None, covariance=None
         if s.dtype.kind not in "fiu" or s.dtype == np.bool_:
             raise ValueError(f"residual group {name!r}: sigma: expected real numbers, got dtype {s.dtype}")
         s = s.astype(np.float64)
-        if s.ndim == 0:
-            if not np.isfinite(s) or s <= 0:
-                raise ValueError(f"residual group {name!r}: sigma must be a positive finite number, got {float(s)}")
-            return 1.0 / float(s)
-        if s.shape != (n,):
+        if s.ndim != 0 and s.shape != (n,):
             raise ValueError(f"residual group {name!r}: sigma must be a scalar or shape ({n},), got {s.shape}")
-        bad = ~np.isfinite(s) | (s <= 0)
+        # sigma and 1/sigma (the weight) must both stay within +-MAX_MAGNITUDE.
+        with np.errstate(divide="ignore"):
+            bad = ~np.isfinite(s) | (s <= 0) | (s > MAX_MAGNITUDE) | (1.0 / s > MAX_MAGNITUDE)
         if bad.any():
+            limits = f" (sigma and 1/sigma must lie within +-{MAX_MAGNITUDE:g})"
+            if s.ndim == 0:
+                raise ValueError(f"residual group {name!r}: sigma must be a positive finite number, got {float(s)}"
+                                 + limits)
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"residual group {name!r}: sigma[{i}] = {s[i]} is not a positive finite number")
-        return np.ascontiguousarray(1.0 / s)
+            raise ValueError(f"residual group {name!r}: sigma[{i}] = {s[i]} is not a positive finite number" + limits)
+        return 1.0 / float(s) if s.ndim == 0 else np.ascontiguousarray(1.0 / s)
     kind = "covariance" if covariance is not None else "information"
     mats = float_array(f"residual group {name!r}: {kind}", covariance if covariance is not None else information,
                         np.asarray(covariance if covariance is not None else information).ndim)
@@ -78,12 +86,21 @@ def sqrt_information_from(name: str, n: int, m: int, sigma=None, covariance=None
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"residual group {name!r}: {kind}[{i}] is not positive definite (smallest eigenvalue {eig_min[i]:.3g})")
-    chol = np.linalg.cholesky(mats)  # mats = C C^T, C lower
-    if kind == "covariance":
-        # Sigma = C C^T  =>  Sigma^-1 = C^-T C^-1, so A = C^-1.
-        eye = np.broadcast_to(np.eye(m), mats.shape)
-        a = np.linalg.solve(chol, eye)
-    else:
-        # Sigma^-1 = C C^T  =>  A = C^T.
-        a = np.swapaxes(chol, 1, 2)
+    try:
+        chol = np.linalg.cholesky(mats)  # mats = C C^T, C lower
+        if kind == "covariance":
+            # Sigma = C C^T  =>  Sigma^-1 = C^-T C^-1, so A = C^-1.
+            eye = np.broadcast_to(np.eye(m), mats.shape)
+            a = np.linalg.solve(chol, eye)
+        else:
+            # Sigma^-1 = C C^T  =>  A = C^T.
+            a = np.swapaxes(chol, 1, 2)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"residual group {name!r}: a {kind} matrix is numerically singular "
+                         "(its Cholesky factorization failed)") from None
+    bad = ~np.isfinite(a).all(axis=(1, 2)) | (np.abs(a).max(axis=(1, 2)) > MAX_MAGNITUDE)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"residual group {name!r}: {kind}[{i}] gives square-root information entries beyond "
+                         f"{MAX_MAGNITUDE:g}: weights that large overflow the cost")
     return np.ascontiguousarray(a)

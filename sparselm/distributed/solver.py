@@ -149,6 +149,11 @@ class DistributedMinimizer(Minimizer):
         own = float(step[self.n_r:] @ step[self.n_r:])
         return math.sqrt(kept + self.comm.sum(own, "norms"))
 
+    def _every_block_moves_little(self, values: Dict[str, np.ndarray], step: np.ndarray) -> bool:
+        """The block-by-block parameter test on every rank's own blocks, agreed by all ranks."""
+        moves = 0.0 if super()._every_block_moves_little(values, step) else 1.0
+        return float(self.comm.max([moves], "norms")[0]) == 0.0
+
     def _free_norm(self, values: Dict[str, np.ndarray]) -> float:
         kept = own = 0.0
         for name, ids in self.evaluator.layout.block_id.items():

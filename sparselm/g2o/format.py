@@ -22,7 +22,8 @@ from sparselm.core.problem import Problem
 FILE_KIND = "g2o file"
 #: ``sparselm solve`` options for pose graphs: a near-Gauss-Newton start (GTSAM's LM starts with
 #: lambda 1e-5; graphs started from odometry take about half the iterations of the default radius 1e4)
-#: and CHOLMOD's own choice of simplicial (sparse 2-D graphs) or supernodal factors.
+#: and the choice of simplicial (sparse 2-D graphs) or supernodal factors by the factor's flops per entry
+#: (``factorization='auto'``, the default since issue 18; see :mod:`sparselm.linalg.cholmod`).
 SOLVER_DEFAULTS = {"initial_trust_region_radius": 1e8, "factorization": "auto"}
 TAGS = (b"VERTEX_SE2", b"EDGE_SE2", b"VERTEX_SE3:QUAT", b"EDGE_SE3:QUAT", b"FIX")
 

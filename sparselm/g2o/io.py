@@ -34,6 +34,7 @@ from typing import Dict, List, Tuple, Union
 import numpy as np
 
 from sparselm.util.atomic import atomic_write
+from sparselm.util.numerics import unit_rows
 
 PathLike = Union[str, os.PathLike]
 
@@ -141,11 +142,11 @@ class _Reader:
         return values.astype(np.int64)
 
     def unit_quaternions(self, tag: str, entries: List[Entry], q: np.ndarray) -> np.ndarray:
-        norm = np.linalg.norm(q, axis=1)
+        unit, norm = unit_rows(q)  # overflow-safe: (0, 0, 1e200, 1e200) is a valid direction
         bad = norm < 1e-12
         if bad.any():
             self.fail(entries[int(np.flatnonzero(bad)[0])][0], f"{tag} quaternion has zero norm")
-        return q / norm[:, None]
+        return unit
 
     def information(self, tag: str, entries: List[Entry], upper: np.ndarray, size: int) -> np.ndarray:
         rows, cols = np.triu_indices(size)

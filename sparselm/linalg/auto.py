@@ -7,6 +7,10 @@
     or a lower bound of sparse_schur's memory
     (Jacobian, W, the cell pairs) > 1/2 of it      -> iterative_schur (PCG, S never formed)
     (free memory: MemAvailable, or what a memory cgroup limit leaves, whichever is smaller)
+    S's factor >= 90% dense and <= 2000 columns    -> dense_schur (every camera pair shares points, as in
+                                                      small SfM models: LAPACK on the dense S beats
+                                                      CHOLMOD's supernodes, 7.5 vs 31 ms per factorization
+                                                      on a 736-column S, 2 loaded cores)
     otherwise                                      -> sparse_schur (CHOLMOD on S)
 
 The factor estimate orders S's *block* graph (the camera co-visibility graph: cameras sharing a
@@ -25,8 +29,11 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
+import numpy as np
+
 from sparselm.core.layout import Layout
 from sparselm.linalg import registry
+from sparselm.linalg.schur import direct
 from sparselm.linalg.schur.factor_estimate import estimate_schur_factor
 from sparselm.linalg.schur.structure import schur_applicable
 from sparselm.util.system_memory import available_memory
@@ -34,6 +41,7 @@ from sparselm.util.system_memory import available_memory
 DENSE_MAX_COLUMNS = 300
 DENSE_SCHUR_MAX_COLUMNS = 200
 ITERATIVE_FLOPS = 2e10
+DENSE_FILL = 0.9
 
 
 class LinearSolverChoice(NamedTuple):
@@ -96,5 +104,9 @@ def choose_linear_solver(layout: Layout, requested: str, problem=None,
         if need > 0.5 * free:
             return LinearSolverChoice("iterative_schur", f"sparse_schur would need more than {need / 2**30:.1f} GiB, "
                                                          f"over half of the {free / 2**30:.1f} GiB free", est)
+    n = layout.n_reduced_columns
+    if n <= direct.DENSE_SCHUR_MAX_COLUMNS and est["nnz"] >= DENSE_FILL * n * (n + 1) / 2:
+        return LinearSolverChoice("dense_schur", f"factor of S estimated at {est['nnz']:.3g} nonzeros, "
+                                                 f">= {DENSE_FILL:g} of dense, {n} columns", est)
     return LinearSolverChoice("sparse_schur", f"factor of S estimated at {est['nnz']:.3g} nonzeros, "
                                               f"{est['flops']:.3g} flops", est)

@@ -42,7 +42,7 @@ class LinearSolverOptions:
     """Options every linear solver receives (unused ones are ignored by each solver)."""
 
     ordering: str = "amd"
-    factorization: str = "supernodal"      # CHOLMOD mode: supernodal, simplicial, auto
+    factorization: str = "auto"            # CHOLMOD mode: supernodal, simplicial, auto (linalg.cholmod)
     max_cg_iterations: int = 100
     cg_tolerance: float = 1e-6            # forcing term cap (eta) for iterative solvers
     min_cg_iterations: int = 0

@@ -78,8 +78,8 @@ class SolverOptions:
         "linear solver for the damped normal equations; 'auto' picks a Schur solver for BA"))
     ordering: str = field(default="amd", metadata=_doc(
         "CHOLMOD fill-reducing ordering"))
-    factorization: str = field(default="supernodal", metadata=_doc(
-        "CHOLMOD factorization method"))
+    factorization: str = field(default="auto", metadata=_doc(
+        "CHOLMOD factorization method (auto: supernodal only for dense-column factors, by their flops per entry)"))
     preconditioner: str = field(default="schur_jacobi", metadata=_doc(
         "iterative_schur: block preconditioner, S_ii (schur_jacobi) or U_ii + D_i (jacobi)"))
     schur_variant: str = field(default="implicit", metadata=_doc(

@@ -33,13 +33,15 @@ def linear_solver_options(options: SolverOptions) -> LinearSolverOptions:
                                       "cg_termination": options.cg_termination})
 
 
+@threads.one_solve_at_a_time
 def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -> Summary:
     """Minimise ``problem`` with Levenberg-Marquardt; the solution is written into its groups' values.
 
     Options come as a SolverOptions or as keyword arguments (names as in SolverOptions).
     Returns a :class:`Summary`; it raises only for invalid input (ValueError), a non-finite
     residual at the starting point (NonFiniteError) or a problem that cannot fit in memory
-    (InsufficientMemoryError, before anything big is allocated).
+    (InsufficientMemoryError, before anything big is allocated). Solves from several threads run
+    one at a time (see :mod:`sparselm.util.threads`).
     """
     if options is None:
         options = SolverOptions.from_kwargs(**kwargs)
@@ -48,15 +50,22 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
     given = options.to_dict()
     start = time.perf_counter()
     timer = PhaseTimer()
+    setup = PhaseTimer()  # the set-up steps, reported apart from the per-iteration phases
     n_threads = threads.configure(options.threads)
-    layout = build_layout(problem)
-    choice = choose_linear_solver(layout, options.linear_solver, problem)
-    factor_nnz = int(choice.factor_estimate["nnz"]) if choice.factor_estimate else None
-    check_memory(estimate_memory(problem, choice.name, layout, threads=n_threads, factor_nnz=factor_nnz))
-    evaluator = Evaluator(problem, layout, timer)
-    linear_solver = registry.get(choice.name).solver(layout, evaluator, timer, linear_solver_options(options))
+    with setup.phase("layout"):
+        layout = build_layout(problem)
+    with setup.phase("solver_choice"):
+        choice = choose_linear_solver(layout, options.linear_solver, problem)
+    with setup.phase("memory_estimate"):
+        factor_nnz = int(choice.factor_estimate["nnz"]) if choice.factor_estimate else None
+        check_memory(estimate_memory(problem, choice.name, layout, threads=n_threads, factor_nnz=factor_nnz))
+    with setup.phase("evaluator"):
+        evaluator = Evaluator(problem, layout, timer)
+    with setup.phase("linear_solver"):  # its structure and symbolic analysis (also its "symbolic" phase)
+        linear_solver = registry.get(choice.name).solver(layout, evaluator, timer, linear_solver_options(options))
     summary = Summary()
     summary.setup_time_s = time.perf_counter() - start
+    summary.setup_phases = {name: t["seconds"] for name, t in setup.table().items()}
     summary.problem = dict(problem.sizes(), free_parameters=layout.n_columns)
     used = dict(given, linear_solver=choice.name, linear_solver_reason=choice.reason, threads=n_threads)
     summary.options_given, summary.options_used = given, used

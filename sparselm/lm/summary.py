@@ -21,7 +21,8 @@ TABLE_HEADER = (f"{'iter':>4} {'cost':>13} {'cost_change':>11} {'|gradient|':>10
 
 @dataclass
 class IterationRecord:
-    """One LM iteration (accepted or not). Times in seconds; total_time_s counts from the start."""
+    """One LM iteration (accepted or not). Times in seconds; total_time_s counts from the start.
+    ``invalid_reason`` says why an invalid step (``step_is_valid`` False) could not be used."""
 
     iteration: int
     cost: float
@@ -35,6 +36,7 @@ class IterationRecord:
     total_time_s: float
     step_is_successful: bool
     step_is_valid: bool = True
+    invalid_reason: str = ""
 
     def row(self) -> str:
         """This record as a row of the Ceres-style iteration table."""
@@ -63,6 +65,7 @@ class Summary:
     invalid_steps: int = 0
     total_time_s: float = 0.0
     setup_time_s: float = 0.0
+    setup_phases: Dict[str, float] = field(default_factory=dict)  # seconds per set-up step (layout, ...)
     phases: Dict[str, dict] = field(default_factory=dict)
     linear_solver: Dict[str, object] = field(default_factory=dict)
     problem: Dict[str, object] = field(default_factory=dict)
@@ -127,6 +130,8 @@ class Summary:
                   f"{self.unsuccessful_steps} unsuccessful, {self.invalid_steps} invalid)", "",
                   "Time (s)                        seconds     calls"]
         lines.append(f"  {'setup (structure, analysis)':<28} {self.setup_time_s:>10.4f}")
+        for name, seconds in self.setup_phases.items():
+            lines.append(f"    {name:<26} {seconds:>10.4f}")
         lines.append(f"  {'first linearization':<28} {self.first_linearization_s:>10.4f}")
         lines.append(f"  {'first iteration':<28} {self.first_iteration_s:>10.4f}")
         for name, t in self.phases.items():

@@ -25,6 +25,8 @@ name                 ambient tangent update
 ``se3``              7       6       T Exp(w, v): (t, q) = (tx, ty, tz, qx, qy, qz, qw), rotation first
 ``se2``              3       3       T Exp(vx, vy, w) with T = (x, y, theta)
 ``sphere2``          3       2       geodesic step on the unit sphere
+``so3_quaternion x R^k`` 4+k 3+k     quaternion as above, then k Euclidean coordinates
+                                     (:func:`quaternion_and_vector`, e.g. a pose with intrinsics)
 ==================== ======= ======= ==============================================================
 
 All rotations are perturbed on the right (R [+] d = R Exp(d), d in the body frame), the
@@ -40,9 +42,10 @@ from sparselm.manifolds.base import Manifold
 from sparselm.manifolds.check import ManifoldCheck, check_manifold
 from sparselm.manifolds.euclidean import euclidean
 from sparselm.manifolds.poses import SE2, SE3
+from sparselm.manifolds.product import quaternion_and_vector
 from sparselm.manifolds.registry import register_manifold, registered_manifolds, resolve_manifold
 from sparselm.manifolds.rotations import SO3_QUATERNION, SO3_ROTATION_VECTOR
 from sparselm.manifolds.sphere import SPHERE2
 
 __all__ = ["Manifold", "ManifoldCheck", "check_manifold", "euclidean", "register_manifold", "registered_manifolds",
-           "resolve_manifold", "SO3_QUATERNION", "SO3_ROTATION_VECTOR", "SE3", "SE2", "SPHERE2"]
+           "resolve_manifold", "quaternion_and_vector", "SO3_QUATERNION", "SO3_ROTATION_VECTOR", "SE3", "SE2", "SPHERE2"]

@@ -56,6 +56,7 @@ from sparselm.profiling.blas import blas_info, blas_summary
 from sparselm.profiling.jit import kernels_compiled, measure_cold_jit, numba_cache_status
 from sparselm.profiling.result import Profile
 from sparselm.profiling.structure import analyse_factor, scalar_lower, structure_counts
+from sparselm.util.threads import one_solve_at_a_time
 
 DEFAULT_ITERATIONS = 10
 DEFAULT_ORDERINGS = ("amd", "metis", "nesdis", "natural")
@@ -130,6 +131,7 @@ def _reset_values(problem: Problem, values: Dict[str, np.ndarray]) -> None:
 # ---------------------------------------------------------------------------------------------
 # profile()
 
+@one_solve_at_a_time
 def profile(problem_or_path=None, linear_solver: str = "auto", iterations: int = DEFAULT_ITERATIONS,
             orderings: Sequence[str] = DEFAULT_ORDERINGS, *, jit: bool = True, cold_jit: bool = False,
             factorization_repeats: int = 3, **options) -> Profile:
@@ -236,8 +238,9 @@ def profile(problem_or_path=None, linear_solver: str = "auto", iterations: int =
     if solver_nnz_key in info and int(info[solver_nnz_key]) != lower.nnz:
         warnings.append(f"the solver reports nnz(lower {matrix_name}) = {info[solver_nnz_key]}, the profile counts "
                         f"{lower.nnz}")
-    ordering = str(options.get("ordering", "amd"))
-    mode = str(options.get("factorization", "supernodal"))
+    defaults = SolverOptions()
+    ordering = str(options.get("ordering", defaults.ordering))
+    mode = str(options.get("factorization", defaults.factorization))
     available = available_orderings()
     analyse_factor(lower, ordering, mode, 1)  # warm-up: the first factorization in a process pays for page faults
     main = analyse_factor(lower, ordering, mode, factorization_repeats)

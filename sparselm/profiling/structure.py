@@ -186,12 +186,7 @@ def analyse_factor(lower: sp.csc_matrix, ordering: str, mode: str, repeats: int)
     counts = factor.column_counts()
     nnz_l = int(counts.sum())
     flops = float(np.sum(counts.astype(np.float64) ** 2))
-    supernodal = mode == "supernodal"
-    if mode == "auto":  # CHOLMOD's rule: supernodal when fl / lnz >= supernodal_switch (40)
-        exact = CholmodFactor(lower, ordering, "simplicial")
-        exact.factorize(lower)
-        c = exact.column_counts().astype(np.float64)
-        supernodal = bool(np.sum(c ** 2) >= 40.0 * np.sum(c))
+    supernodal = factor.method() == "supernodal"  # "auto": CHOLMOD's rule, recomputed (sparselm.linalg.cholmod)
     return {"ordering": ordering, "ok": True, "nnz_L": nnz_l,
             "fill_ratio": nnz_l / max(1, lower.nnz), "flops": flops,
             "analysis_seconds": float(analysis), "factorization_seconds": float(best),

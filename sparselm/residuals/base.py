@@ -44,6 +44,10 @@ class ResidualType:
     data_size       number of float64 constants per instance (0 allowed).
     residual_kernel kernel writing residuals only (see the module docstring).
     jacobian_kernel kernel writing residuals and Jacobian blocks, or None for numeric differences.
+    jacobian_kernel_for  optional: ``jacobian_kernel_for(needed)`` with ``needed[j][c]`` True for the
+                    Jacobian columns wanted (per slot j, coordinate c) returns a kernel with the
+                    calling convention of ``jacobian_kernel`` that writes only those columns and
+                    leaves the others untouched (constant slots and coordinates then cost nothing).
     observation_error  optional capability: observation_error(slot_values, index, data) -> (n,) the
                     unweighted error of each instance in the units of its observation (the BAL
                     reprojection: pixels), from the values of the groups of its slots (a tuple, one
@@ -59,6 +63,7 @@ class ResidualType:
     data_size: int
     residual_kernel: Callable
     jacobian_kernel: Optional[Callable] = None
+    jacobian_kernel_for: Optional[Callable] = None
     observation_error: Optional[Callable] = None
     tangent_manifolds: Optional[Tuple[Optional[Manifold], ...]] = None
 

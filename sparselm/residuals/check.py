@@ -13,6 +13,7 @@ import numpy as np
 
 from sparselm.residuals.base import ResidualType
 from sparselm.residuals.numeric import numeric_jacobian
+from sparselm.util.threads import one_solve_at_a_time
 
 
 @dataclass
@@ -36,6 +37,7 @@ class JacobianCheck:
                 + "\n  ".join(rows))
 
 
+@one_solve_at_a_time
 def check_jacobian(residual_type: ResidualType, params: Sequence[np.ndarray], index, data=None,
                    tolerance: float = 1e-6) -> JacobianCheck:
     """Evaluate analytic and numeric Jacobians of ``residual_type`` and compare them per slot.

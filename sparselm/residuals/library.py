@@ -1,9 +1,9 @@
 r"""Reusable residual types: linear models, curve fits, 2-D geometry and the classic test functions.
 
-Every type follows the kernel contract of :mod:`sparselm.residuals.base`: the kernels take
-``(params, index, data, residuals[, jacobians])``, loop over the instances of a residual group with
-``prange`` and write into the preallocated arrays. Residuals are raw model - observation values, in
-the units of the observation; Sigma weighting and robust losses are the evaluator's business.
+Every type but ``BARD`` is written as a residual function of one instance (:func:`sparselm.residual`):
+its kernels and exact Jacobian are generated and cached on disk. Residuals are raw model -
+observation values, in the units of the observation; Sigma weighting and robust losses are the
+evaluator's business.
 
 ================== ===== ======== ==== ======================================================== =====
 type               m     blocks   data residual                                                 J
@@ -39,7 +39,9 @@ below are half the sums of squares quoted there:
 * Meyer, x0 = (0.02, 4000, 250), 16 observations :data:`MEYER_DATA`: minimum 43.9729 (sum of
   squares 87.9458) at (0.0056, 6181, 345); badly scaled (a test for Marquardt scaling).
 
-All kernels are compiled on first use (``cache=True``, so later processes load them from disk).
+All kernels are compiled on first use and cached on disk (see :mod:`sparselm.residuals.kernel_cache`).
+``BARD`` keeps a hand-written residual kernel without a Jacobian: it is the library's example of a
+type differentiated numerically (:mod:`sparselm.residuals.numeric`).
 """
 from __future__ import annotations
 
@@ -49,7 +51,9 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
+from sparselm import math as sm
 from sparselm.residuals.base import ResidualType
+from sparselm.residuals.function import residual
 
 __all__ = [
     "linear", "linear_data", "LINEAR", "EXPONENTIAL", "GAUSSIAN", "DISTANCE_2D", "OFFSET_2D", "prior", "PRIOR_2D",
@@ -57,48 +61,18 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------
-# Linear: r = A x - b with A (m, k) and b (m,) per instance.
-
-@njit(parallel=True, cache=True)
-def _linear_residuals(params, index, data, residuals):
-    x = params[0]
-    n, m = residuals.shape
-    k = x.shape[1]
-    for i in prange(n):
-        b = index[i, 0]
-        for r in range(m):
-            s = -data[i, m * k + r]
-            for c in range(k):
-                s += data[i, r * k + c] * x[b, c]
-            residuals[i, r] = s
-
-
-@njit(parallel=True, cache=True)
-def _linear_jacobians(params, index, data, residuals, jacobians):
-    x = params[0]
-    jac = jacobians[0]
-    n, m = residuals.shape
-    k = x.shape[1]
-    for i in prange(n):
-        b = index[i, 0]
-        for r in range(m):
-            s = -data[i, m * k + r]
-            for c in range(k):
-                a = data[i, r * k + c]
-                s += a * x[b, c]
-                jac[i, r, c] = a
-            residuals[i, r] = s
-
-
 @lru_cache(maxsize=None)
 def linear(m: int, k: int) -> ResidualType:
     """The linear residual r = A x - b: m rows over one block of k; data row = [A.ravel(), b].
 
-    Build the data with :func:`linear_data`. The same two kernels serve every (m, k).
+    Build the data with :func:`linear_data`. One type object per (m, k).
     """
     m, k = int(m), int(k)
-    return ResidualType(f"linear_{m}x{k}", m, (k,), m * k + m, _linear_residuals, _linear_jacobians)
+
+    def linear_residual(x, row):
+        return [sum(row[r * k + c] * x[c] for c in range(k)) - row[m * k + r] for r in range(m)]
+
+    return residual(m, (k,), m * k + m, name=f"linear_{m}x{k}")(linear_residual)
 
 
 def linear_data(a, b) -> np.ndarray:
@@ -113,154 +87,54 @@ def linear_data(a, b) -> np.ndarray:
 LINEAR = linear(1, 2)
 
 
-# ---------------------------------------------------------------------------------------------
-# Curve fitting: exponential decay and Gaussian peak, one observation (t, y) per instance.
-
-@njit(parallel=True, cache=True)
-def _exponential_residuals(params, index, data, residuals):
-    x = params[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        residuals[i, 0] = x[b, 0] * math.exp(-x[b, 1] * data[i, 0]) - data[i, 1]
+def _exponential(x, ty):
+    """y = a exp(-b t): block (a, b) (a in units of y, b in 1/units of t), data (t, y)."""
+    return [x[0] * sm.exp(-x[1] * ty[0]) - ty[1]]
 
 
-@njit(parallel=True, cache=True)
-def _exponential_jacobians(params, index, data, residuals, jacobians):
-    x = params[0]
-    jac = jacobians[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        t = data[i, 0]
-        e = math.exp(-x[b, 1] * t)
-        residuals[i, 0] = x[b, 0] * e - data[i, 1]
-        jac[i, 0, 0] = e
-        jac[i, 0, 1] = -x[b, 0] * t * e
+EXPONENTIAL = residual(1, (2,), 2, name="exponential")(_exponential)
 
 
-#: y = a exp(-b t): block (a, b) (a in units of y, b in 1/units of t), data (t, y).
-EXPONENTIAL = ResidualType("exponential", 1, (2,), 2, _exponential_residuals, _exponential_jacobians)
+def _gaussian(x, ty):
+    """y = A exp(-(t - mu)^2 / (2 s^2)): block (A, mu, s) (A in units of y; mu, s in units of t)."""
+    u = (ty[0] - x[1]) / x[2]
+    return [x[0] * sm.exp(-0.5 * u * u) - ty[1]]
 
 
-@njit(parallel=True, cache=True)
-def _gaussian_residuals(params, index, data, residuals):
-    x = params[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        u = (data[i, 0] - x[b, 1]) / x[b, 2]
-        residuals[i, 0] = x[b, 0] * math.exp(-0.5 * u * u) - data[i, 1]
+GAUSSIAN = residual(1, (3,), 2, name="gaussian")(_gaussian)
 
 
-@njit(parallel=True, cache=True)
-def _gaussian_jacobians(params, index, data, residuals, jacobians):
-    x = params[0]
-    jac = jacobians[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        amp, s = x[b, 0], x[b, 2]
-        u = (data[i, 0] - x[b, 1]) / s
-        g = math.exp(-0.5 * u * u)
-        residuals[i, 0] = amp * g - data[i, 1]
-        jac[i, 0, 0] = g
-        jac[i, 0, 1] = amp * g * u / s          # d/dmu: u' = -1/s
-        jac[i, 0, 2] = amp * g * u * u / s      # d/ds:  u' = -u/s
+def _distance_2d(p, q, measured):
+    """r = |p - q| - d between two 2-D points (slots may refer to the same or different groups); data (d,)
+    the measured distance, in the points' length unit. The Jacobian is 0 where p = q (|p - q| has no
+    derivative there)."""
+    dx = p[0] - q[0]
+    dy = p[1] - q[1]
+    s = dx * dx + dy * dy
+    return [sm.where(s > 0.0, sm.sqrt(s), 0.0) - measured[0]]
 
 
-#: y = A exp(-(t - mu)^2 / (2 s^2)): block (A, mu, s) (A in units of y; mu, s in units of t).
-GAUSSIAN = ResidualType("gaussian", 1, (3,), 2, _gaussian_residuals, _gaussian_jacobians)
+DISTANCE_2D = residual(1, (2, 2), 1, name="distance_2d")(_distance_2d)
 
 
-# ---------------------------------------------------------------------------------------------
-# 2-D geometry: distance between two points, prior on a block.
-
-@njit(parallel=True, cache=True)
-def _distance_residuals(params, index, data, residuals):
-    p, q = params[0], params[1]
-    for i in prange(index.shape[0]):
-        a, b = index[i, 0], index[i, 1]
-        dx = p[a, 0] - q[b, 0]
-        dy = p[a, 1] - q[b, 1]
-        residuals[i, 0] = math.sqrt(dx * dx + dy * dy) - data[i, 0]
+def _offset_2d(p, q, measured):
+    """r = q - p - d: the displacement of 2-D point q from point p against its measurement d (data, 2
+    numbers in the points' length unit). Linear: the odometry / relative-position edge of a graph."""
+    return [q[0] - p[0] - measured[0], q[1] - p[1] - measured[1]]
 
 
-@njit(parallel=True, cache=True)
-def _distance_jacobians(params, index, data, residuals, jacobians):
-    p, q = params[0], params[1]
-    jp, jq = jacobians[0], jacobians[1]
-    for i in prange(index.shape[0]):
-        a, b = index[i, 0], index[i, 1]
-        dx = p[a, 0] - q[b, 0]
-        dy = p[a, 1] - q[b, 1]
-        d = math.sqrt(dx * dx + dy * dy)
-        residuals[i, 0] = d - data[i, 0]
-        ux, uy = (dx / d, dy / d) if d > 0.0 else (0.0, 0.0)  # unit vector p - q (0 where undefined)
-        jp[i, 0, 0] = ux
-        jp[i, 0, 1] = uy
-        jq[i, 0, 0] = -ux
-        jq[i, 0, 1] = -uy
-
-
-#: r = |p - q| - d between two 2-D points (slots may refer to the same or different groups);
-#: data (d,) the measured distance, in the points' length unit.
-DISTANCE_2D = ResidualType("distance_2d", 1, (2, 2), 1, _distance_residuals, _distance_jacobians)
-
-
-@njit(parallel=True, cache=True)
-def _offset_residuals(params, index, data, residuals):
-    p, q = params[0], params[1]
-    for i in prange(index.shape[0]):
-        a, b = index[i, 0], index[i, 1]
-        residuals[i, 0] = q[b, 0] - p[a, 0] - data[i, 0]
-        residuals[i, 1] = q[b, 1] - p[a, 1] - data[i, 1]
-
-
-@njit(parallel=True, cache=True)
-def _offset_jacobians(params, index, data, residuals, jacobians):
-    p, q = params[0], params[1]
-    jp, jq = jacobians[0], jacobians[1]
-    for i in prange(index.shape[0]):
-        a, b = index[i, 0], index[i, 1]
-        residuals[i, 0] = q[b, 0] - p[a, 0] - data[i, 0]
-        residuals[i, 1] = q[b, 1] - p[a, 1] - data[i, 1]
-        for r in range(2):
-            for c in range(2):
-                v = 1.0 if r == c else 0.0
-                jp[i, r, c] = -v
-                jq[i, r, c] = v
-
-
-#: r = q - p - d: the displacement of 2-D point q from point p against its measurement d (data,
-#: 2 numbers in the points' length unit). Linear: the odometry / relative-position edge of a graph.
-OFFSET_2D = ResidualType("offset_2d", 2, (2, 2), 2, _offset_residuals, _offset_jacobians)
-
-
-@njit(parallel=True, cache=True)
-def _prior_residuals(params, index, data, residuals):
-    x = params[0]
-    n, k = residuals.shape
-    for i in prange(n):
-        b = index[i, 0]
-        for c in range(k):
-            residuals[i, c] = x[b, c] - data[i, c]
-
-
-@njit(parallel=True, cache=True)
-def _prior_jacobians(params, index, data, residuals, jacobians):
-    x = params[0]
-    jac = jacobians[0]
-    n, k = residuals.shape
-    for i in prange(n):
-        b = index[i, 0]
-        for r in range(k):
-            residuals[i, r] = x[b, r] - data[i, r]
-            for c in range(k):
-                jac[i, r, c] = 1.0 if r == c else 0.0
+OFFSET_2D = residual(2, (2, 2), 2, name="offset_2d")(_offset_2d)
 
 
 @lru_cache(maxsize=None)
 def prior(k: int) -> ResidualType:
     """r = x - x_prior over one block of k; data row = x_prior (units of x)."""
     k = int(k)
-    return ResidualType(f"prior_{k}", k, (k,), k, _prior_residuals, _prior_jacobians)
+
+    def prior_residual(x, x_prior):
+        return [x[c] - x_prior[c] for c in range(k)]
+
+    return residual(k, (k,), k, name=f"prior_{k}")(prior_residual)
 
 
 PRIOR_2D = prior(2)
@@ -269,106 +143,35 @@ PRIOR_2D = prior(2)
 # ---------------------------------------------------------------------------------------------
 # Classic test functions (Moré, Garbow, Hillstrom 1981), each over one parameter block.
 
-@njit(parallel=True, cache=True)
-def _rosenbrock_residuals(params, index, data, residuals):
-    x = params[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        residuals[i, 0] = 10.0 * (x[b, 1] - x[b, 0] * x[b, 0])
-        residuals[i, 1] = 1.0 - x[b, 0]
+def _rosenbrock(x):
+    """Rosenbrock: r = (10 (x1 - x0^2), 1 - x0); minimum 0 at (1, 1)."""
+    return [10.0 * (x[1] - x[0] * x[0]), 1.0 - x[0]]
 
 
-@njit(parallel=True, cache=True)
-def _rosenbrock_jacobians(params, index, data, residuals, jacobians):
-    x = params[0]
-    jac = jacobians[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        residuals[i, 0] = 10.0 * (x[b, 1] - x[b, 0] * x[b, 0])
-        residuals[i, 1] = 1.0 - x[b, 0]
-        jac[i, 0, 0] = -20.0 * x[b, 0]
-        jac[i, 0, 1] = 10.0
-        jac[i, 1, 0] = -1.0
-        jac[i, 1, 1] = 0.0
-
-
-#: Rosenbrock: r = (10 (x1 - x0^2), 1 - x0); minimum 0 at (1, 1).
-ROSENBROCK = ResidualType("rosenbrock", 2, (2,), 0, _rosenbrock_residuals, _rosenbrock_jacobians)
+ROSENBROCK = residual(2, (2,), 0, name="rosenbrock")(_rosenbrock)
 
 _SQRT5 = math.sqrt(5.0)
 _SQRT10 = math.sqrt(10.0)
 
 
-@njit(parallel=True, cache=True)
-def _powell_residuals(params, index, data, residuals):
-    x = params[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        u = x[b, 1] - 2.0 * x[b, 2]
-        v = x[b, 0] - x[b, 3]
-        residuals[i, 0] = x[b, 0] + 10.0 * x[b, 1]
-        residuals[i, 1] = _SQRT5 * (x[b, 2] - x[b, 3])
-        residuals[i, 2] = u * u
-        residuals[i, 3] = _SQRT10 * v * v
+def _powell_singular(x):
+    """Powell's singular function (4 residuals over a block of 4); minimum 0 at 0, singular J there."""
+    u = x[1] - 2.0 * x[2]
+    v = x[0] - x[3]
+    return [x[0] + 10.0 * x[1], _SQRT5 * (x[2] - x[3]), u * u, _SQRT10 * v * v]
 
 
-@njit(parallel=True, cache=True)
-def _powell_jacobians(params, index, data, residuals, jacobians):
-    x = params[0]
-    jac = jacobians[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        u = x[b, 1] - 2.0 * x[b, 2]
-        v = x[b, 0] - x[b, 3]
-        residuals[i, 0] = x[b, 0] + 10.0 * x[b, 1]
-        residuals[i, 1] = _SQRT5 * (x[b, 2] - x[b, 3])
-        residuals[i, 2] = u * u
-        residuals[i, 3] = _SQRT10 * v * v
-        for r in range(4):
-            for c in range(4):
-                jac[i, r, c] = 0.0
-        jac[i, 0, 0] = 1.0
-        jac[i, 0, 1] = 10.0
-        jac[i, 1, 2] = _SQRT5
-        jac[i, 1, 3] = -_SQRT5
-        jac[i, 2, 1] = 2.0 * u
-        jac[i, 2, 2] = -4.0 * u
-        jac[i, 3, 0] = 2.0 * _SQRT10 * v
-        jac[i, 3, 3] = -2.0 * _SQRT10 * v
+POWELL = residual(4, (4,), 0, name="powell_singular")(_powell_singular)
 
 
-#: Powell's singular function (4 residuals over a block of 4); minimum 0 at 0, singular J there.
-POWELL = ResidualType("powell_singular", 4, (4,), 0, _powell_residuals, _powell_jacobians)
+def _freudenstein_roth(x):
+    """Freudenstein and Roth (2 residuals over a block of 2); global minimum 0 at (5, 4), local minimum
+    24.4921 at (11.41, -0.8968)."""
+    x0, x1 = x[0], x[1]
+    return [-13.0 + x0 + ((5.0 - x1) * x1 - 2.0) * x1, -29.0 + x0 + ((x1 + 1.0) * x1 - 14.0) * x1]
 
 
-@njit(parallel=True, cache=True)
-def _freudenstein_residuals(params, index, data, residuals):
-    x = params[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        x0, x1 = x[b, 0], x[b, 1]
-        residuals[i, 0] = -13.0 + x0 + ((5.0 - x1) * x1 - 2.0) * x1
-        residuals[i, 1] = -29.0 + x0 + ((x1 + 1.0) * x1 - 14.0) * x1
-
-
-@njit(parallel=True, cache=True)
-def _freudenstein_jacobians(params, index, data, residuals, jacobians):
-    x = params[0]
-    jac = jacobians[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        x0, x1 = x[b, 0], x[b, 1]
-        residuals[i, 0] = -13.0 + x0 + ((5.0 - x1) * x1 - 2.0) * x1
-        residuals[i, 1] = -29.0 + x0 + ((x1 + 1.0) * x1 - 14.0) * x1
-        jac[i, 0, 0] = 1.0
-        jac[i, 0, 1] = (10.0 - 3.0 * x1) * x1 - 2.0
-        jac[i, 1, 0] = 1.0
-        jac[i, 1, 1] = (3.0 * x1 + 2.0) * x1 - 14.0
-
-
-#: Freudenstein and Roth (2 residuals over a block of 2); global minimum 0 at (5, 4), local
-#: minimum 24.4921 at (11.41, -0.8968).
-FREUDENSTEIN = ResidualType("freudenstein_roth", 2, (2,), 0, _freudenstein_residuals, _freudenstein_jacobians)
+FREUDENSTEIN = residual(2, (2,), 0, name="freudenstein_roth")(_freudenstein_roth)
 
 
 @njit(parallel=True, cache=True)
@@ -384,33 +187,13 @@ def _bard_residuals(params, index, data, residuals):
 BARD = ResidualType("bard", 1, (3,), 4, _bard_residuals, None)
 
 
-@njit(parallel=True, cache=True)
-def _meyer_residuals(params, index, data, residuals):
-    x = params[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        residuals[i, 0] = x[b, 0] * math.exp(x[b, 1] / (data[i, 0] + x[b, 2])) - data[i, 1]
+def _meyer(x, ty):
+    """Meyer: r = x0 exp(x1 / (t + x2)) - y, data (t, y) = rows of MEYER_DATA (a thermistor's resistance y,
+    in ohms, against a temperature-like abscissa t)."""
+    return [x[0] * sm.exp(x[1] / (ty[0] + x[2])) - ty[1]]
 
 
-@njit(parallel=True, cache=True)
-def _meyer_jacobians(params, index, data, residuals, jacobians):
-    x = params[0]
-    jac = jacobians[0]
-    for i in prange(index.shape[0]):
-        b = index[i, 0]
-        x0, x1 = x[b, 0], x[b, 1]
-        tx = data[i, 0] + x[b, 2]
-        e = math.exp(x1 / tx)  # as in the residual kernel, so both give bitwise equal residuals
-        z = 1.0 / tx
-        residuals[i, 0] = x0 * e - data[i, 1]
-        jac[i, 0, 0] = e
-        jac[i, 0, 1] = x0 * e * z
-        jac[i, 0, 2] = -x0 * e * x1 * z * z
-
-
-#: Meyer: r = x0 exp(x1 / (t + x2)) - y, data (t, y) = rows of MEYER_DATA (a thermistor's
-#: resistance y, in ohms, against a temperature-like abscissa t).
-MEYER = ResidualType("meyer", 1, (3,), 2, _meyer_residuals, _meyer_jacobians)
+MEYER = residual(1, (3,), 2, name="meyer")(_meyer)
 
 _BARD_Y = (0.14, 0.18, 0.22, 0.25, 0.29, 0.32, 0.35, 0.39, 0.37, 0.58, 0.73, 0.96, 1.34, 2.10, 4.39)
 #: Bard's 15 observations as data rows (u, v, w, y): u = i, v = 16 - i, w = min(u, v), i = 1..15.

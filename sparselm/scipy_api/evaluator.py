@@ -4,14 +4,17 @@ Jacobian matrix, whitened by sigma and corrected for the robust loss (Triggs' co
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from sparselm.core.evaluator import NonFiniteError
 from sparselm.core.loss import make_loss, plain_cost, robust_correct, robust_cost
 from sparselm.linalg.csc import JacobianPattern, csr_times_vector, gradient_and_column_norms, scale_rows
+from sparselm.scipy_api.jacobian import EPS
 from sparselm.util.timing import PhaseTimer
 
 
@@ -54,6 +57,7 @@ class MatrixEvaluator:
         self.timer = timer
         self.user_loss = loss if callable(loss) else None
         self.loss = None if callable(loss) else make_loss(loss, f_scale)
+        self.loss_name = None if callable(loss) else loss
         self.f_scale = float(f_scale)
         self.whitening = whitening
         self.pattern: Optional[JacobianPattern] = None
@@ -63,6 +67,8 @@ class MatrixEvaluator:
         self.column_norms = np.zeros(n)
         self._jd = np.zeros(m)
         self.cost = math.nan
+        self.whitened = np.zeros(m)  # whitened residuals r' = A f before the loss correction
+        self.loss_row_scale = None  # Triggs' Jacobian row scale of the last linearisation (None: none)
 
     # -- residuals ----------------------------------------------------------------------------
     def whiten(self, f: np.ndarray) -> np.ndarray:
@@ -112,7 +118,19 @@ class MatrixEvaluator:
             col = int(np.searchsorted(p.indptr, k, side="right") - 1)
             raise NonFiniteError(f"the Jacobian has a non-finite entry at row {int(p.indices[k])}, column {col} "
                                  f"({int(bad.sum())} entries in all)")
+        cost, row_scale = self._corrected_residuals(f)
+        if row_scale is not None:
+            scale_rows(p.indices, p.data, np.ascontiguousarray(row_scale))
+        p.refresh_csr()
+        gradient_and_column_norms(p.indptr, p.indices, p.data, self.residuals, self.gradient, self.column_norms)
+        self.cost = float(cost)
+        return self.cost
+
+    def _corrected_residuals(self, f: np.ndarray):
+        """Whiten f and apply the loss (Triggs): sets ``whitened``, ``residuals`` and
+        ``loss_row_scale``; returns (cost, Jacobian row scale or None: loss times diagonal whitening)."""
         r = self.whiten(f)
+        self.whitened = r.copy()
         row_scale = None
         if self.user_loss is not None:
             cost, rho1, rho2 = callable_loss_terms(self.user_loss, self.f_scale, r)
@@ -125,15 +143,15 @@ class MatrixEvaluator:
             r2 = r.reshape(-1, 1)
             cost = robust_correct(self.loss.id, self.loss.scale, r2, ones)
             row_scale = ones[:, 0, 0]
+        self.loss_row_scale = row_scale
         if self.whitening is not None and self.whitening[0] == "diag":
             row_scale = self.whitening[1] if row_scale is None else row_scale * self.whitening[1]
-        if row_scale is not None:
-            scale_rows(p.indices, p.data, np.ascontiguousarray(row_scale))
         self.residuals = np.ascontiguousarray(r)
-        p.refresh_csr()
-        gradient_and_column_norms(p.indptr, p.indices, p.data, self.residuals, self.gradient, self.column_norms)
-        self.cost = float(cost)
-        return self.cost
+        return cost, row_scale
+
+    def jacobian_operator(self):
+        """The current (whitened, loss-corrected) Jacobian for products: CSC on the fixed pattern."""
+        return self.pattern.matrix()
 
     def model_cost_change(self, step: np.ndarray) -> float:
         """L(0) - L(step) = -(J step)^T (r + J step / 2)."""
@@ -149,3 +167,82 @@ class MatrixEvaluator:
             return p.data.reshape(p.shape[1], p.shape[0]).T.copy()
         return p.matrix(p.data.copy())
 
+
+
+def _scipy_loss_derivatives(loss: str, z: np.ndarray):
+    """rho'(z), rho''(z) of scipy's built-in losses (z = (f / f_scale)^2)."""
+    if loss == "huber":
+        inlier = z <= 1
+        zs = np.where(inlier, 1.0, z)
+        return np.where(inlier, 1.0, zs ** -0.5), np.where(inlier, 0.0, -0.5 * zs ** -1.5)
+    if loss == "soft_l1":
+        t = 1 + z
+        return t ** -0.5, -0.5 * t ** -1.5
+    if loss == "cauchy":
+        t = 1 + z
+        return 1 / t, -1 / t ** 2
+    t = 1 + z * z  # arctan
+    return 1 / t, -2 * z / t ** 2
+
+
+def scipy_jacobian(ev: MatrixEvaluator):
+    """The Jacobian scipy's ``least_squares`` returns with a robust loss, at ev's last linearisation.
+
+    scipy scales the rows of J by sqrt(rho' + 2 rho'' z) with z = (f / f_scale)^2, replaced by
+    sqrt(EPS) where that is below EPS; sparselm's steps used Triggs' rows instead, so those are
+    divided out. Whitening by ``sigma`` stays in (the problem is the whitened one). Dense array for a
+    dense pattern, CSC otherwise.
+    """
+    jacobian = ev.jacobian_matrix()
+    if ev.loss_row_scale is None:
+        return jacobian
+    z = (ev.whitened / ev.f_scale) ** 2
+    if ev.user_loss is not None:
+        rho = np.asarray(ev.user_loss(z), dtype=float)
+        rho1, rho2 = rho[1], rho[2]
+    else:
+        rho1, rho2 = _scipy_loss_derivatives(ev.loss_name, z)
+    scale = rho1 + 2 * rho2 * z
+    scale = np.sqrt(np.where(scale < EPS, EPS, scale)) / ev.loss_row_scale
+    if isinstance(jacobian, np.ndarray):
+        return jacobian * scale[:, None]
+    if isinstance(jacobian, LinearOperator):
+        return aslinearoperator(sp.diags(scale)) @ jacobian
+    return sp.csc_matrix(sp.diags(scale) @ jacobian)
+
+
+class OperatorEvaluator(MatrixEvaluator):
+    """A Jacobian given as a scipy LinearOperator: only products with J and J^T (tr_solver='lsmr').
+
+    Whitening and the loss correction act as row scalings composed with the operator; there are
+    no column norms (the damping and the trust radius then use ``x_scale``, as scipy requires).
+    """
+
+    def __init__(self, m: int, n: int, loss, f_scale: float, whitening, timer: PhaseTimer):
+        super().__init__(m, n, loss, f_scale, whitening, timer)
+        self.raw = None
+        self.operator = None
+        self.column_norms = np.ones(n)
+        self.pattern = SimpleNamespace(nnz=0)
+
+    def absorb(self, jacobian) -> None:
+        op = aslinearoperator(jacobian)
+        w = self.whitening
+        self.raw = aslinearoperator(w[1]) @ op if w is not None and w[0] == "matrix" else op
+
+    def linearize(self, f: np.ndarray) -> float:
+        cost, row_scale = self._corrected_residuals(f)
+        self.operator = self.raw if row_scale is None else aslinearoperator(sp.diags(row_scale)) @ self.raw
+        self.gradient = np.asarray(self.operator.rmatvec(self.residuals), dtype=float).ravel()
+        self.cost = float(cost)
+        return self.cost
+
+    def jacobian_operator(self):
+        return self.operator
+
+    def model_cost_change(self, step: np.ndarray) -> float:
+        jd = np.asarray(self.operator.matvec(step), dtype=float).ravel()
+        return -float(np.dot(jd, self.residuals + 0.5 * jd))
+
+    def jacobian_matrix(self):
+        return self.operator

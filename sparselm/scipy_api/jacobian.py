@@ -54,11 +54,17 @@ def sparsity_pattern(jac_sparsity, m, n) -> JacobianPattern:
 class FiniteDifferenceJacobian:
     """'2-point', '3-point' or 'cs' differences on a fixed pattern, one evaluation per colour
     ('3-point': two). Steps follow scipy's rule: h = rel * sign(x) * max(1, |x|) with
-    rel = EPS^(1/2) ('2-point', 'cs') or EPS^(1/3) ('3-point'); ``diff_step`` given: h = diff_step * x
-    (falling back to the default where that is zero)."""
+    rel = EPS^(1/2) ('2-point', 'cs') or EPS^(1/3) ('3-point'), EPS that of the residuals' dtype
+    (float32 residuals: float32's EPS, as scipy); ``diff_step`` given: h = diff_step * x (falling
+    back to the default where that is zero). With ``bounds`` (lb, ub) every difference point stays
+    inside them (one-sided differences near a bound, see :meth:`_offsets`)."""
 
-    def __init__(self, fun, pattern: JacobianPattern, method: str, diff_step, timer: PhaseTimer, workers=None):
+    def __init__(self, fun, pattern: JacobianPattern, method: str, diff_step, timer: PhaseTimer, workers=None,
+                 residual_dtype=np.float64, bounds=None):
         self.fun = fun
+        # scipy sizes the step by the precision of the residuals: EPS of float32 residuals
+        self.eps = float(np.finfo(residual_dtype).eps) if np.issubdtype(residual_dtype, np.floating) else EPS
+        self.bounds = bounds
         self.pattern = pattern
         self.method = method
         self.diff_step = None if diff_step is None else np.asarray(diff_step, dtype=float)
@@ -83,7 +89,7 @@ class FiniteDifferenceJacobian:
         self.slot_row = pattern.indices
 
     def _step(self, x):
-        rel = EPS ** (1.0 / 3.0) if self.method == "3-point" else EPS ** 0.5
+        rel = self.eps ** (1.0 / 3.0) if self.method == "3-point" else self.eps ** 0.5
         sign = np.where(x >= 0, 1.0, -1.0)
         default = rel * sign * np.maximum(1.0, np.abs(x))
         if self.diff_step is None:
@@ -94,6 +100,25 @@ class FiniteDifferenceJacobian:
         if self.method != "cs":
             h = (x + h) - x
         return h
+
+    def _offsets(self, x, h):
+        """The two difference points per column as multiples of h: (1, -1) central, (1, 2) forward and
+        (-1, -2) backward where a bound is closer than 2 |h| ('3-point'); '2-point' steps backward
+        (-1) where x + h would leave the box. Every point stays inside the bounds."""
+        first, second = np.ones_like(x), -np.ones_like(x)
+        if self.bounds is None:
+            return first, second
+        lb, ub = self.bounds
+        if self.method == "2-point":
+            first = np.where((x + h > ub) | (x + h < lb), -1.0, 1.0)
+            return first, second
+        up_blocked = (x + h > ub) | (x + h < lb)
+        down_blocked = (x - h > ub) | (x - h < lb)
+        forward = down_blocked & ~((x + 2 * h > ub) | (x + 2 * h < lb))
+        backward = up_blocked & ~forward
+        first = np.where(backward, -1.0, 1.0)
+        second = np.where(forward, 2.0, np.where(backward, -2.0, -1.0))
+        return first, second
 
     def _map(self, points):
         if self.workers is None:
@@ -114,29 +139,41 @@ class FiniteDifferenceJacobian:
                 xp[c] += 1j * h[c]
                 points.append(xp)
             diffs = [np.imag(np.atleast_1d(f)) for f in self._map(points)]
-            scale = 1.0
-        elif self.method == "2-point":
+        first, second = self._offsets(x, h)
+        if self.method == "2-point":
+            h = h * first
             points = []
             for c in cols:
                 xp = x.copy()
                 xp[c] += h[c]
                 points.append(xp)
             diffs = [np.atleast_1d(f) - f0 for f in self._map(points)]
-            scale = 1.0
-        else:
+        elif self.method == "3-point":
             points = []
             for c in cols:
                 xp = x.copy()
-                xp[c] += h[c]
+                xp[c] += first[c] * h[c]
                 xm = x.copy()
-                xm[c] -= h[c]
+                xm[c] += second[c] * h[c]
                 points += [xp, xm]
             values = self._map(points)
-            diffs = [np.atleast_1d(values[2 * g]) - np.atleast_1d(values[2 * g + 1]) for g in groups]
-            scale = 0.5
+            one_sided = second != -1.0
+            # central (f(x+h) - f(x-h)) / 2h; one-sided (-3 f0 + 4 f(x+sh) - f(x+2sh)) / 2sh, s = +-1
+            diffs = []
+            for g in groups:
+                fp, fm = np.atleast_1d(values[2 * g]), np.atleast_1d(values[2 * g + 1])
+                diffs.append((fp, fm))
         self.evaluations += len(points)
         for g, df in zip(groups, diffs):
             slots = self.slot_order[self.group_slot_ptr[g]:self.group_slot_ptr[g + 1]]
-            data[slots] = scale * df[self.slot_row[slots]] / h[self.slot_col[slots]]
+            rows, cols_of = self.slot_row[slots], self.slot_col[slots]
+            if self.method == "3-point":
+                fp, fm = df
+                central = (fp[rows] - fm[rows]) / (2.0 * h[cols_of])
+                side = first[cols_of] * h[cols_of]
+                sided = (-3.0 * f0[rows] + 4.0 * fp[rows] - fm[rows]) / (2.0 * side)
+                data[slots] = np.where(one_sided[cols_of], sided, central)
+            else:
+                data[slots] = df[rows] / h[cols_of]
         return data
 

@@ -6,13 +6,36 @@ factorization went from 9-30 ms to 0.6 ms. The variables only act on libraries l
 are set, so :mod:`sparselm` sets them on import (without overriding a user's choice), and
 :func:`configure` also caps every OpenBLAS already loaded (numpy's own copy, typically) at run
 time through its ``*_set_num_threads`` entry point.
+
+Concurrency. numba's ``workqueue`` layer aborts the whole process ("Concurrent access has been
+detected") when two Python threads launch parallel regions at the same time. The thread-safe layers
+were measured and rejected: TBB (``pip install tbb``) schedules the chunks of a ``prange`` reduction
+dynamically, so the same solve gave different last bits from run to run (problem-49: 1 run in 6
+sequentially, 3 distinct costs from 4 concurrent solves), breaking the bitwise reproducibility
+promise; GNU OpenMP terminates every child forked after a parallel region ("fork() called from a
+process already using GNU OpenMP"), breaking multiprocessing. So sparselm keeps ``workqueue`` and
+its public entry points that run parallel kernels (:func:`one_solve_at_a_time`) hold one process-wide
+lock: solves started from several threads wait for each other, each one still using all the numba
+workers. The lock is replaced by a fresh one in a forked child, so a fork taken while another thread
+is solving cannot leave the child waiting forever.
+
+Processes. CHOLMOD's supernodal factorization runs GNU OpenMP loops with a thread count fixed in the
+library (its ``num_threads`` clause ignores OMP_NUM_THREADS); GNU OpenMP keeps that thread pool and
+a child forked afterwards hangs in its first factorization (seen as a ProcessPoolExecutor worker
+stuck in ``cholmod_super_numeric``). ``OMP_THREAD_LIMIT=1``, set with the other defaults before
+CHOLMOD is loaded, caps every OpenMP team at one thread, so no pool exists to break: forked workers
+factorize normally, and the factors are bitwise the same (problem-16: the same final cost, and no
+slower: the reduced camera system's factorization takes milliseconds). It acts only if no library
+loaded GNU OpenMP before sparselm was imported.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+import threading
 
-DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OMP_THREAD_LIMIT": "1", "MKL_NUM_THREADS": "1",
             "NUMBA_THREADING_LAYER": "workqueue"}
 
 
@@ -28,18 +51,15 @@ _SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_", "scipy_op
 
 def mapped_libraries() -> list:
     """Paths of the shared libraries mapped into this process (from /proc/self/maps), sorted."""
-    paths = set()
     try:
         with open("/proc/self/maps") as fh:
-            for line in fh:
-                parts = line.split(None, 5)
-                if len(parts) == 6:
-                    p = parts[5].strip()
-                    if p.startswith("/") and ".so" in os.path.basename(p):
-                        paths.add(p)
+            lines = fh.read().splitlines()
     except OSError:
         return []
-    return sorted(paths)
+    # a mapping's path is its sixth field; thousands of mappings share a few hundred paths, so
+    # deduplicate before looking at the names (this runs at every solve's set-up)
+    mapped = {parts[5].strip() for parts in (line.split(None, 5) for line in lines) if len(parts) == 6}
+    return sorted(p for p in mapped if p.startswith("/") and ".so" in os.path.basename(p))
 
 
 def loaded_blas_libraries() -> list:
@@ -93,3 +113,27 @@ def describe() -> dict:
             "cpu_count": os.cpu_count(),
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
             "blas_libraries": loaded_blas_libraries()}
+
+
+_PARALLEL_LOCK = threading.RLock()
+
+
+def _fresh_lock_in_forked_child() -> None:
+    global _PARALLEL_LOCK
+    _PARALLEL_LOCK = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_in_forked_child)
+
+
+def one_solve_at_a_time(function):
+    """Decorate a public entry point that runs numba parallel regions so that it holds the process-wide
+    lock while it runs: calls from several threads run one after another (re-entrant: an entry point may
+    call another, a callback may call one)."""
+
+    @functools.wraps(function)
+    def holding_the_parallel_lock(*args, **kwargs):
+        with _PARALLEL_LOCK:
+            return function(*args, **kwargs)
+
+    return holding_the_parallel_lock

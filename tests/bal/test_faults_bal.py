@@ -134,7 +134,8 @@ def test_missing_file_and_directory(tmp_path, capsys):
     message = one_line_error(capsys.readouterr().err)
     assert str(missing) in message and "does not exist" in message
     assert cli.main(["info", str(tmp_path)]) == 2
-    assert one_line_error(capsys.readouterr().err) == f"{tmp_path} is a directory, not a g2o file or BAL file"
+    message = one_line_error(capsys.readouterr().err)
+    assert message.startswith(f"{tmp_path} is a directory, not a ") and message.endswith("BAL file")
 
 
 def test_bad_files_through_python_m_sparselm_cli(tmp_path):
@@ -178,7 +179,8 @@ def test_any_mutated_file_is_solved_or_refused_in_one_line(scratch, capsys, case
     else:
         assert status in (0, 2), captured.err
         if status == 2:
-            assert "non-finite" in one_line_error(captured.err)
+            message = one_line_error(captured.err)  # a non-finite residual, or a value or cost out of range
+            assert "non-finite" in message or "overflows" in message or "beyond" in message, message
 
 
 def test_non_finite_residual_at_the_start_through_the_cli(tmp_path, capsys):

@@ -29,6 +29,7 @@ def test_solve_writes_model_and_report(video7_dir, tmp_path, capsys):
     assert adjusted.n_observations == original.n_observations
     report = json.loads(rep.read_text())
     assert report["problem"]["images"] == 7 and report["final_cost"] <= report["initial_cost"]
+    assert report["options_used"]["initial_trust_region_radius"] == 1e6  # the format's solver default
     assert not np.array_equal(adjusted.points_xyz, original.points_xyz)
 
 

@@ -130,6 +130,24 @@ def test_options_hold_what_they_should():
         BundleAdjustmentOptions(loss_function_type="arctan")
 
 
+@pytest.mark.parametrize("layout", ["shared-cameras", "one-camera-per-image"])
+def test_poses_on_the_quaternion_manifold_stay_unit(layout):
+    """Poses are (q, t) blocks on SO(3) x R^(3 + refined intrinsics): 6 tangent columns plus the
+    refined intrinsics; every quaternion is unit to 1e-12 after a solve, in the group and the model."""
+    synthetic = synthetic_model("RADIAL", n_cameras=3 if layout == "shared-cameras" else 12, seed=5)
+    built = build_problem(synthetic.initial)
+    pose_group = built.problem.parameter_groups[built.pose_groups[0][0]]
+    free = 0 if layout == "shared-cameras" else 3  # RADIAL: f, k1, k2 refined in the joint block
+    assert pose_group.manifold.name == f"so3_quaternion x R^{3 + free}"
+    assert pose_group.manifold.tangent_size == 6 + free
+    summary = sparselm.solve(built.problem, max_iterations=30, function_tolerance=0.0)
+    assert summary.final_cost < summary.initial_cost
+    assert np.abs(np.linalg.norm(pose_group.values[:, :4], axis=1) - 1.0).max() < 1e-12
+    adjusted = solution_to_model(built)
+    assert np.abs(np.linalg.norm(adjusted.image_qvecs, axis=1) - 1.0).max() < 1e-12
+    assert cost(adjusted) == pytest.approx(summary.final_cost, rel=1e-9)
+
+
 @pytest.mark.parametrize("gauge", ["two_cams_from_world", "three_points"])
 def test_fixed_gauges(gauge):
     """Two poses' worth (7 dof) is exactly the gauge: same minimum. Three points hold 9 coordinates,
@@ -154,6 +172,19 @@ def test_real_model_final_cost_at_most_pycolmaps(name):
     adjusted, summary = bundle_adjust(model)
     assert summary.final_cost <= PYCOLMAP_FINAL_COST[name] * (1 + 1e-6)
     assert cost(adjusted) == pytest.approx(summary.final_cost, rel=1e-9)
+
+
+def test_sfm92_reduced_system_is_dense_and_solved_densely():
+    """Every pair of sfm-92's 92 images shares points: S's factor is full, and 'auto' factors it with
+    LAPACK (dense_schur) rather than CHOLMOD."""
+    from sparselm.core.layout import build_layout
+    from sparselm.linalg.auto import choose_linear_solver
+
+    layout = build_layout(build_problem(read_model(model_dir_or_skip("sfm-92"))).problem)
+    choice = choose_linear_solver(layout, "auto")
+    n = layout.n_reduced_columns
+    assert n == 92 * 8 and choice.factor_estimate["nnz"] == n * (n + 1) // 2
+    assert choice.name == "dense_schur"
 
 
 def test_unsupported_camera_model_and_unobserved_images():

@@ -102,6 +102,14 @@ def test_block_use_lists(setup):
         np.testing.assert_array_equal(np.sort(rl.order), np.arange(rg.n_instances))
         np.testing.assert_array_equal(rl.index, rg.index[rl.order])
         np.testing.assert_array_equal(rl.data, rg.data[rl.order])
+        # instances ordered stably by their highest free block; uses listed in instance, then slot order
+        top = rl.block.max(axis=1)
+        assert np.all(np.diff(top) >= 0)
+        ties = np.flatnonzero(np.diff(top) == 0)
+        assert np.all(rl.order[ties] < rl.order[ties + 1])
+        for b in range(layout.n_blocks):
+            uses = list(zip(rl.use_instance[rl.use_ptr[b]:rl.use_ptr[b + 1]], rl.use_slot[rl.use_ptr[b]:rl.use_ptr[b + 1]]))
+            assert uses == sorted(uses)
         # constant blocks map to -1, free ones to their id
         for j, g in enumerate(rg.groups):
             const = problem.parameter_groups[g].constant[rl.index[:, j]]
@@ -182,3 +190,29 @@ def test_layout_errors(rng):
     p.set_constant("x", [0, 1, 2])
     with pytest.raises(ValueError, match="every parameter block is constant"):
         build_layout(p)
+
+
+def test_instance_order_carries_per_instance_weights(rng):
+    """Out-of-order instances: index, data and a per-instance sqrt-information are permuted together;
+    instances already in order keep the user's arrays as they are."""
+    p = sparselm.Problem()
+    p.add_parameter_group("x", rng.normal(size=(6, 2)), eliminate=True)
+    p.add_parameter_group("y", rng.normal(size=(2, 1)))
+    t = ResidualType("xy", 2, (2, 1), 1, _noop)
+    sigma = rng.uniform(0.5, 2.0, size=5)
+    data = rng.normal(size=(5, 1))
+    p.add_residual_group("r", t, [("x", [4, 0, 5, 0, 2]), ("y", [0, 1, 1, 0, 0])], data, sigma=sigma)
+    rl = build_layout(p).residuals[0]
+    rg = p.residual_groups[0]
+    np.testing.assert_array_equal(rl.order, [1, 3, 4, 0, 2])
+    np.testing.assert_array_equal(rl.index, rg.index[rl.order])
+    np.testing.assert_array_equal(rl.data, data[rl.order])
+    np.testing.assert_array_equal(rl.sqrt_information, rg.sqrt_information[rl.order])
+    q = sparselm.Problem()
+    q.add_parameter_group("x", rng.normal(size=(6, 2)), eliminate=True)
+    q.add_parameter_group("y", rng.normal(size=(2, 1)))
+    q.add_residual_group("r", t, [("x", [0, 0, 2, 4, 5]), ("y", [0, 1, 1, 0, 0])], data, sigma=sigma)
+    rl = build_layout(q).residuals[0]
+    np.testing.assert_array_equal(rl.order, np.arange(5))
+    np.testing.assert_array_equal(rl.index, q.residual_groups[0].index)
+    np.testing.assert_array_equal(rl.sqrt_information, q.residual_groups[0].sqrt_information)

@@ -84,7 +84,10 @@ def test_auto_returns_the_factor_estimate_it_used():
 
     layout = build_layout(build_problem(synthetic_problem(60, 2000, seed=1).initial))
     choice = choose_linear_solver(layout, "auto")
-    assert choice.name in ("sparse_schur", "iterative_schur")
+    assert choice.name in ("sparse_schur", "iterative_schur", "dense_schur")
     assert choice.factor_estimate is not None and choice.factor_estimate["nnz"] > 0
+    n = layout.n_reduced_columns
+    dense = choice.factor_estimate["nnz"] >= 0.9 * n * (n + 1) / 2
+    assert (choice.name == "dense_schur") == (dense and choice.factor_estimate["flops"] <= 2e10)
     assert choose_linear_solver(layout, "dense_schur") == ("dense_schur", "as requested", None)
     assert np.isfinite(choice.factor_estimate["flops"])

@@ -85,7 +85,7 @@ def test_not_positive_definite_is_a_status(system):
     assert dense.solve(good).ok and sparse.solve(good).ok
 
 
-@pytest.mark.parametrize("mode", ["supernodal", "simplicial"])
+@pytest.mark.parametrize("mode", ["supernodal", "simplicial", "auto"])
 def test_orderings_and_modes_agree(system, mode, rng):
     layout, ev, dense, _ = system
     d = np.clip(ev.column_norms, 1e-6, None) * 1e-3 + layout.constant_columns

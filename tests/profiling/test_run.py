@@ -139,7 +139,7 @@ def test_ordering_comparison(schur_profile):
         if not d["ok"]:
             assert d["note"]
             continue
-        f = CholmodFactor(p.reduced_matrix, name, "supernodal")
+        f = CholmodFactor(p.reduced_matrix, name, p.factorization["mode"])
         assert f.factorize(p.reduced_matrix)
         assert d["nnz_L"] == f.factor_nnz()
         assert d["analysis_seconds"] > 0 and d["factorization_seconds"] > 0
@@ -232,9 +232,10 @@ def test_normal_solver_profile(normal_profile):
     assert fa["matrix"] == "H" and fa["solver"] == "sparse_normal_cholesky"
     assert fa["nnz_lower"] == p.sparsity["normal_nnz_lower"] == p.summary.linear_solver["nnz_lower"]
     assert fa["solver_factor_nnz"] == fa["nnz_L"]
-    independent = CholmodFactor(p.factored_matrix, fa["ordering"], "supernodal")
+    independent = CholmodFactor(p.factored_matrix, fa["ordering"], fa["mode"])
     assert independent.factorize(p.factored_matrix)
     assert independent.factor_nnz() == fa["nnz_L"]
+    assert fa["supernodal"] == (independent.method() == "supernodal")
     assert p.reduced_matrix is None
     assert p.covisibility is not None  # still a BA problem
     assert p.jit == {"measured": False}

@@ -6,6 +6,13 @@ The math and the structures are in :mod:`sparselm.linalg.schur.structure`, the k
 :mod:`sparselm.linalg.schur.kernels`. Phases timed: ``assembly`` (V, W, U per linearisation),
 ``schur_complement`` (V^-1, S and its right-hand side, one fused pass), ``factorization``,
 ``solve`` and ``back_substitution``.
+
+Where S's values live. The kernels address entry (rr, cc) of S block t as
+``colptr[tcol_t + cc] + within_t + rr - cc`` (:mod:`sparselm.core.layout`). With the CSC pattern's
+colptr and within that is lower(S) in CSC order, which CHOLMOD reads. dense_schur passes instead
+colptr[c] = c (n + 1) and within_t = r0_t - c0_t, which makes the same expression
+(c0 + cc) n + r0 + rr, the column-major position in a dense n x n array: the kernels fill the dense
+lower triangle directly and no CSC pattern (row indices) of S is built.
 """
 from __future__ import annotations
 
@@ -44,11 +51,11 @@ class SchurSolver(LinearSolver):
             n_chunks = schur_memory.chunk_count(numba.get_num_threads(), st.pattern.n_targets, kf)
             self._chunk_points = chunk_points_by_pairs(st.pair_start, n_chunks)
             self._point_pass, self._reduce = point_pass_kernels(kf, ke)
-            self.v = np.zeros((n_e, ke, ke))
+            self.v = np.empty((n_e, ke, ke))  # v and w are zeroed by every linearize(): no zeroing here
             self.v_inv = np.zeros((n_e, ke, ke))
             self._work_e = np.zeros((n_e, ke))
             self.vg = np.zeros((n_e, ke))
-            self.w = np.zeros((st.n_cells, kf, ke))
+            self.w = np.empty((st.n_cells, kf, ke))
             self._z_work = np.zeros((n_chunks, max(st.max_cells, 1), ke, kf))
             self._chol_work = np.zeros((n_chunks, 2, ke, ke))
             self._failures = np.zeros(n_chunks, dtype=np.int64)
@@ -59,8 +66,9 @@ class SchurSolver(LinearSolver):
             self._n_private = np.zeros((n_chunks, lay.n_reduced_columns))
             self._chunk_instances = [chunk_instances(gm.e_local, n_chunks) for gm in st.groups]
             self._linearize_kernels = [linearize_kernel(res.shape[1], kf, ke) for res in self.evaluator.residuals]
-            self.u_values = np.zeros(st.pattern.nnz)
-            self.s_values = np.zeros(st.pattern.nnz)
+            self._s_colptr, self._s_within, self._s_diagonal, size = self._s_addressing()
+            self.u_values = np.zeros(size)
+            self.s_values = np.zeros(size)
             self.rhs = np.zeros(lay.n_reduced_columns)
             self.step = np.zeros(lay.n_columns)
 
@@ -79,8 +87,8 @@ class SchurSolver(LinearSolver):
                                            gm.u_target, st.n_f_blocks, st.e_col0, lay.block_col, ev.residuals[g],
                                            ev.jacobians[g], self.v, self.w, ev.gradient, ev.column_norms,
                                            self._u_private, self._g_private, self._n_private)
-            reduce_linearization(self._u_private, self._g_private, self._n_private, st.u_blocks, p.colptr,
-                                 p.target_col, p.target_ncol, p.target_nrow, p.target_within, p.target_diag, self.u_values,
+            reduce_linearization(self._u_private, self._g_private, self._n_private, st.u_blocks, self._s_colptr,
+                                 p.target_col, p.target_ncol, p.target_nrow, self._s_within, p.target_diag, self.u_values,
                                  ev.gradient, ev.column_norms)
 
     def solve(self, diagonal: np.ndarray) -> LinearSolution:
@@ -93,8 +101,8 @@ class SchurSolver(LinearSolver):
             failures = int(self._failures.sum())
             if failures:
                 return self._failed(f"Schur: {failures} eliminated blocks not positive definite")
-            self._reduce(self._s_private, self._rhs_private, self.u_values, p.diagonal_positions, diagonal, p.colptr,
-                         p.target_col, p.target_ncol, p.target_nrow, p.target_within, p.target_diag, lay.block_col,
+            self._reduce(self._s_private, self._rhs_private, self.u_values, self._s_diagonal, diagonal, self._s_colptr,
+                         p.target_col, p.target_ncol, p.target_nrow, self._s_within, p.target_diag, lay.block_col,
                          lay.block_size, g, self.s_values, self.rhs)
         step_f = self._solve_reduced()
         if step_f is None:
@@ -106,8 +114,19 @@ class SchurSolver(LinearSolver):
                             self.v_inv, self._work_e, step)
         return self._finite_or_failure(step)
 
+    def _s_addressing(self):
+        """(colptr, within, diagonal positions, size) of S's values: lower(S) in CSC order (the module says
+        how dense_schur addresses a dense array instead)."""
+        p = self.structure.pattern
+        return p.colptr, p.target_within, p.diagonal_positions, p.nnz
+
+    def lower_matrix(self, values: np.ndarray) -> np.ndarray:
+        """``values`` laid out as S's (``s_values`` or ``u_values``) as a dense lower-triangular array."""
+        return self.structure.pattern.matrix(values).toarray()
+
     def _solve_reduced(self):
-        """Factor S (self.s_values, lower CSC) and solve S x = self.rhs; None if not PD."""
+        """Factor S (self.s_values, lower part, as :meth:`_s_addressing` lays it out) and solve S x = self.rhs;
+        None if not PD."""
         raise NotImplementedError
 
     def info(self) -> dict:
@@ -153,13 +172,23 @@ class DenseSchur(SchurSolver):
         if self.layout.n_reduced_columns > DENSE_SCHUR_MAX_COLUMNS:
             raise ValueError(f"dense_schur is for small reduced systems (<= {DENSE_SCHUR_MAX_COLUMNS} columns), "
                              f"this one has {self.layout.n_reduced_columns}: use sparse_schur")
-        self._matrix = self.structure.pattern.matrix(self.s_values)
+        n = self.layout.n_reduced_columns
+        self._matrix = self.s_values.reshape(n, n, order="F")  # lower triangle filled by the kernels
+
+    def _s_addressing(self):
+        n = self.layout.n_reduced_columns
+        p = self.structure.pattern
+        colptr = np.arange(n + 1, dtype=np.int64) * (n + 1)
+        return colptr, p.target_row - p.target_col, colptr[:-1], n * n
+
+    def lower_matrix(self, values: np.ndarray) -> np.ndarray:
+        n = self.layout.n_reduced_columns
+        return np.tril(values.reshape(n, n, order="F"))
 
     def _solve_reduced(self):
         with self.timer.phase("factorization"):
-            lower = self._matrix.toarray()
-            try:
-                factor = scipy.linalg.cho_factor(lower, lower=True, check_finite=False)
+            try:  # a copy: the factor fills entries of the lower triangle that S leaves zero
+                factor = scipy.linalg.cho_factor(self._matrix, lower=True, overwrite_a=False, check_finite=False)
             except (np.linalg.LinAlgError, ValueError):
                 return None
         with self.timer.phase("solve"):

@@ -29,7 +29,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 
-from sparselm.linalg.schur.unrolled import CONTRACT, outer_product_accumulator
+from sparselm.linalg.schur.unrolled import CONTRACT, cacheable_kernel, outer_product_accumulator
 
 
 def pair_update_flops(n_pairs: int, kf: int, ke: int) -> float:
@@ -42,9 +42,6 @@ def point_pass_kernels(kf: int, ke: int):
     """(eliminate_and_accumulate, reduce_chunks) specialised for f-block size kf, e-block size ke.
 
     Call eliminate_and_accumulate inside :func:`sparselm.linalg.schur.unrolled.slp_vectorization`."""
-    pair_update = outer_product_accumulator(kf, kf, ke)
-
-    @numba.njit(parallel=True, cache=True, fastmath=CONTRACT)
     def eliminate_and_accumulate(chunk_points, v, diagonal, e_col0, gradient, cells_of_e, cell_f, pair_start,
                                  pair_target, w, v_inv, vg, z_work, chol_work, s_priv, rhs_priv, failures):
         # No allocation inside the prange body: numba may hoist it out of the loop and share it
@@ -128,6 +125,10 @@ def point_pass_kernels(kf: int, ke: int):
                     for lb in range(la + 1):
                         pair_update(sp[pair_target[q]], za, 0, z[lb], 0)
                         q += 1
+
+    eliminate_and_accumulate = cacheable_kernel(
+        eliminate_and_accumulate, numba.njit(parallel=True, cache=True, fastmath=CONTRACT),
+        pair_update=outer_product_accumulator(kf, kf, ke))
 
     @numba.njit(parallel=True, cache=True)
     def reduce_chunks(s_priv, rhs_priv, u_values, diag_positions, diagonal, colptr, tcol, ncol, nrow, within,

@@ -9,51 +9,13 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
 from sparselm.core.covisibility import covisibility
 from sparselm.core.layout import Layout
 from sparselm.linalg.cholmod import CholmodFactor
-
-
-@numba.njit(cache=True)
-def _block_symbolic_counts(row_ptr, row_cols, size, cap):
-    """Elimination tree and weighted column counts of the Cholesky factor of a symmetric block pattern.
-
-    row_ptr/row_cols: for each (permuted) block row i, the block columns j < i with A_ij != 0.
-    Returns (below, visited, complete): below[k] = sum of the sizes of the block rows i > k with
-    L_ik != 0, visited = number of off-diagonal blocks of L found, complete = False if the walk
-    stopped at ``cap`` off-diagonal blocks (then ``below`` is a lower bound)."""
-    n = size.shape[0]
-    parent = np.full(n, -1, np.int64)
-    ancestor = np.full(n, -1, np.int64)
-    for i in range(n):  # Liu's algorithm with path compression
-        for q in range(row_ptr[i], row_ptr[i + 1]):
-            r = row_cols[q]
-            while ancestor[r] != -1 and ancestor[r] != i:
-                t = ancestor[r]
-                ancestor[r] = i
-                r = t
-            if ancestor[r] == -1:
-                ancestor[r] = i
-                parent[r] = i
-    mark = np.full(n, -1, np.int64)
-    below = np.zeros(n, np.int64)
-    visited = 0
-    for i in range(n):  # row subtrees: L_ik != 0 for every k on the paths from A's row-i columns up to i
-        mark[i] = i
-        for q in range(row_ptr[i], row_ptr[i + 1]):
-            k = row_cols[q]
-            while mark[k] != i:
-                mark[k] = i
-                below[k] += size[i]
-                visited += 1
-                k = parent[k]
-            if visited > cap:
-                return below, visited, False
-    return below, visited, True
+from sparselm.linalg.symbolic import capped_column_counts
 
 
 def block_factor_nnz(row_block: np.ndarray, col_block: np.ndarray, block_size: np.ndarray, ordering: str = "amd",
@@ -90,7 +52,7 @@ def block_factor_nnz(row_block: np.ndarray, col_block: np.ndarray, block_size: n
     row_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(ph, minlength=n), out=row_ptr[1:])
     psize = size[perm]
-    below, visited, complete = _block_symbolic_counts(row_ptr, np.ascontiguousarray(pl[order]), psize, int(cap))
+    below, visited, complete = capped_column_counts(row_ptr, np.ascontiguousarray(pl[order]), psize, int(cap))
     below = below.astype(np.float64)
     sz = psize.astype(np.float64)
     nnz = float(np.sum(sz * (sz + 1) / 2 + sz * below))

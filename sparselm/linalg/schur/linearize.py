@@ -23,17 +23,12 @@ from functools import lru_cache
 import numba
 import numpy as np
 
-from sparselm.linalg.schur.unrolled import CONTRACT, outer_product_accumulator
+from sparselm.linalg.schur.unrolled import CONTRACT, cacheable_kernel, outer_product_accumulator
 
 
 @lru_cache(maxsize=None)
 def linearize_kernel(m: int, kf: int, ke: int):
     """The fused pass for residuals of size m, f-blocks padded to kf, e-blocks of size ke."""
-    add_v = outer_product_accumulator(ke, ke, m)
-    add_w = outer_product_accumulator(ke, kf, m)
-    add_u = outer_product_accumulator(kf, kf, m)
-
-    @numba.njit(parallel=True, cache=True, fastmath=CONTRACT)
     def linearize_pass(chunk_inst, e_slot, e_local, block, slot_offset, slot_size, cell_of, combo_a, combo_b,
                        u_target, n_f, e_col0, block_col, residuals, jacobian, v, w, gradient, column_norms,
                        u_priv, g_priv, n_priv):
@@ -107,7 +102,9 @@ def linearize_kernel(m: int, kf: int, ke: int):
                                     s += jacobian[i, r, oa + rr] * jacobian[i, r, ob + cc]
                                 blk[cc, rr] += s
 
-    return linearize_pass
+    return cacheable_kernel(linearize_pass, numba.njit(parallel=True, cache=True, fastmath=CONTRACT),
+                            add_v=outer_product_accumulator(ke, ke, m), add_w=outer_product_accumulator(ke, kf, m),
+                            add_u=outer_product_accumulator(kf, kf, m))
 
 
 @numba.njit(parallel=True, cache=True)

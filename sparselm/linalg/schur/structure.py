@@ -151,10 +151,8 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     u_hi = np.concatenate([hi[both] for _, _, both, hi, _ in combos])
     u_lo = np.concatenate([lo[both] for _, _, both, _, lo in combos])
     u_ptr, u_order = counting_order(u_lo, n_f)
-    col_ptr, rows = s_pattern_columns(n_f, cells_of_f_ptr, cells_of_f, cell_e, cells_of_e, cell_f, u_ptr, u_order,
-                                      u_hi)
-    pair_target, u_flat = pair_and_u_targets(col_ptr, rows, cells_of_f_ptr, cells_of_f, cell_e, cells_of_e, cell_f,
-                                             pair_start, u_ptr, u_order, u_hi)
+    col_ptr, rows = s_pattern_columns(n_f, cells_of_e, cell_f, pair_start, u_ptr, u_order, u_hi)
+    pair_target, u_flat = pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo)
     cols = np.repeat(np.arange(n_f, dtype=np.int64), np.diff(col_ptr))
     pattern = block_pattern_from_targets(rows, cols, layout.block_col[:n_f], layout.block_size[:n_f])
     # U touches few S blocks (BA: only the diagonal): number them compactly, so the per-thread U

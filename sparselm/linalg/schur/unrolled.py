@@ -19,8 +19,9 @@ Results may differ from the loop form in the last bits (a fused multiply-add rou
 from __future__ import annotations
 
 import contextlib
+import types
 from functools import lru_cache
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numba
 
@@ -65,3 +66,17 @@ def outer_product_accumulator(n_rows: int, n_cols: int, depth: int):
     name = f"<outer_product_accumulator {n_rows}x{n_cols}x{depth}>"
     exec(compile(_source(n_rows, n_cols, depth), name, "exec"), namespace)  # noqa: S102 - our own source
     return numba.njit(inline="always", fastmath=CONTRACT)(namespace["accumulate"])
+
+
+def cacheable_kernel(py_func: Callable, decorator: Callable, **accumulators) -> Callable:
+    """``decorator(py_func)`` with the generated ``accumulators`` bound as globals, not closure cells.
+
+    numba's on-disk cache keys a closure by the pickled contents of its cells, and a dispatcher
+    pickles with a per-process id: a kernel that captured a generated accumulator was compiled
+    again in every process. Bound as globals (resolved at compile time) they leave the key to the
+    code and to the remaining cells (the block sizes), which are the same in every process."""
+    namespace = dict(py_func.__globals__, **accumulators)
+    rebound = types.FunctionType(py_func.__code__, namespace, py_func.__name__, py_func.__defaults__,
+                                 py_func.__closure__)
+    rebound.__qualname__ = py_func.__qualname__
+    return decorator(rebound)

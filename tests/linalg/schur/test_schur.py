@@ -227,7 +227,7 @@ def test_implicit_matvec_equals_the_formed_schur_complement():
     lin = Linearised(mixed_problem())
     direct = lin.solver("dense_schur")
     assert direct.solve(lin.diagonal).ok
-    s_lower = direct.structure.pattern.matrix(direct.s_values).toarray()
+    s_lower = direct.lower_matrix(direct.s_values)
     s_full = s_lower + s_lower.T - np.diag(np.diag(s_lower))
     x = np.random.default_rng(1).normal(size=s_full.shape[0])
     for variant in VARIANTS:
@@ -249,8 +249,8 @@ def test_preconditioner_blocks():
     lin = Linearised(mixed_problem())
     direct = lin.solver("dense_schur")
     assert direct.solve(lin.diagonal).ok
-    s_lower = direct.structure.pattern.matrix(direct.s_values).toarray()
-    u_lower = direct.structure.pattern.matrix(direct.u_values).toarray()
+    s_lower = direct.lower_matrix(direct.s_values)
+    u_lower = direct.lower_matrix(direct.u_values)
     lay = lin.layout
     n_f = lay.n_reduced_blocks
     for variant in VARIANTS:
@@ -281,16 +281,28 @@ def test_spd_inverse_in_place():
         assert not spd_inverse_inplace(indefinite.copy(), k)
 
 
+def test_dense_schur_fills_the_same_s_as_sparse_schur():
+    """dense_schur addresses a dense array with the kernels' CSC formula (see linalg.schur.direct):
+    the same S and U, entry for entry, as sparse_schur's CSC values."""
+    lin = Linearised(mixed_problem())
+    dense, sparse = lin.solver("dense_schur"), lin.solver("sparse_schur")
+    assert dense.solve(lin.diagonal).ok and sparse.solve(lin.diagonal).ok
+    for values in ("s_values", "u_values"):
+        np.testing.assert_array_equal(dense.lower_matrix(getattr(dense, values)),
+                                      sparse.lower_matrix(getattr(sparse, values)))
+    assert dense.structure.pattern.row_indices is None  # no CSC pattern of S was built for dense_schur
+
+
 def test_symmetric_csr_is_the_full_matrix():
     lin = Linearised(mixed_problem())
-    s = lin.solver("dense_schur")
+    s = lin.solver("sparse_schur")  # S's values in CSC order (dense_schur keeps a dense array)
     s.solve(lin.diagonal)
     p = s.structure.pattern
     indptr, indices, src, diag_slot = symmetric_csr(p)
     import scipy.sparse as sp
 
     full = sp.csr_matrix((s.s_values[src], indices, indptr), shape=(p.colptr.size - 1,) * 2).toarray()
-    lower = p.matrix(s.s_values).toarray()
+    lower = s.lower_matrix(s.s_values)
     np.testing.assert_array_equal(full, lower + lower.T - np.diag(np.diag(lower)))
     np.testing.assert_array_equal(indices[diag_slot], np.arange(p.colptr.size - 1))
 
@@ -325,7 +337,7 @@ def test_cg_detects_negative_curvature():
     assert direct.solve(lin.diagonal).ok
     lay = lin.layout
     n_red = lay.n_reduced_columns
-    s_lower = direct.structure.pattern.matrix(direct.s_values).toarray()
+    s_lower = direct.lower_matrix(direct.s_values)
     s_full = s_lower + s_lower.T - np.diag(np.diag(s_lower))
     block_min = min(np.linalg.eigvalsh(s_full[c:c + 9, c:c + 9]).min() for c in range(0, n_red, 9))
     eig = np.linalg.eigvalsh(s_full)
@@ -368,7 +380,7 @@ def test_forcing_and_limits(variant):
     # the true reduced residual matches the tolerance asked for
     direct = lin.solver("dense_schur")
     direct.solve(lin.diagonal)
-    s_lower = direct.structure.pattern.matrix(direct.s_values).toarray()
+    s_lower = direct.lower_matrix(direct.s_values)
     s_full = s_lower + s_lower.T - np.diag(np.diag(s_lower))
     x = sol.step[:lin.layout.n_reduced_columns]
     assert np.linalg.norm(s_full @ x - direct.rhs) <= 0.1 * 1.01 * np.linalg.norm(direct.rhs)
@@ -386,7 +398,7 @@ def test_quadratic_termination():
     lin = Linearised(ba_problem(n_cameras=10, n_points=80, seed=12))
     direct = lin.solver("dense_schur")
     direct.solve(lin.diagonal)
-    s_lower = direct.structure.pattern.matrix(direct.s_values).toarray()
+    s_lower = direct.lower_matrix(direct.s_values)
     s_full = s_lower + s_lower.T - np.diag(np.diag(s_lower))
     b = direct.rhs
 
