@@ -29,8 +29,8 @@ from typing import List
 import numpy as np
 
 from sparselm.core.layout import BlockPattern, Layout, block_pattern_from_targets, counting_order
-from sparselm.linalg.schur.structure_kernels import (group_cells, instance_e_blocks, pair_and_u_targets,
-                                                     s_pattern_columns)
+from sparselm.linalg.schur.structure_kernels import (TARGET_TABLE_MAX_BLOCKS, group_cells, instance_e_blocks,
+                                                     pair_and_u_targets, s_pattern_columns, target_table)
 
 
 @dataclass
@@ -153,7 +153,8 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     u_lo = np.concatenate([lo[both] for _, _, both, _, lo in combos])
     u_ptr, u_order = counting_order(u_lo, n_f)
     col_ptr, rows = s_pattern_columns(n_f, cells_of_e, cell_f, pair_start, u_ptr, u_order, u_hi)
-    pair_target, u_flat = pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo)
+    table = target_table(col_ptr, rows) if n_f <= TARGET_TABLE_MAX_BLOCKS else np.zeros((0, 0), dtype=np.int64)
+    pair_target, u_flat = pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo, table)
     cols = np.repeat(np.arange(n_f, dtype=np.int64), np.diff(col_ptr))
     pattern = block_pattern_from_targets(rows, cols, layout.block_col[:n_f], layout.block_size[:n_f])
     # U touches few S blocks (BA: only the diagonal): number them compactly, so the per-thread U

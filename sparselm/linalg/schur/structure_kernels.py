@@ -13,7 +13,8 @@ observation, cell or pair, and no global sort of keys:
   rows bucketed by column in two sequential sweeps over the points, then deduplicated with a
   marker array and sorted per column;
 - :func:`pair_and_u_targets`: the S target of every cell pair and of every U contribution, in
-  point order (parallel over points): a binary search of the row among its column's sorted rows.
+  point order (parallel over points): a look-up in an n_f x n_f table of positions when there are
+  few f-blocks (:func:`target_table`), else a binary search of the row among its column's sorted rows.
   The pattern of S is small next to the points, so those searches stay in cache while the points'
   cells are read and their pairs' targets written sequentially (a sweep over S's columns instead
   jumped between points at random and was ~3x slower at 10^6 observations).
@@ -154,12 +155,36 @@ def row_position(rows, start, end, r):
     return lo
 
 
+TARGET_TABLE_MAX_BLOCKS = 1024  # up to this many f-blocks, targets come from an n_f x n_f table (<= 8 MiB)
+
+
+@numba.njit(cache=True)
+def target_table(col_ptr, rows):
+    """(n_f, n_f) table: [b, r] = position of block row r in block column b of ``rows``, -1 if absent."""
+    n_f = col_ptr.shape[0] - 1
+    table = np.full((n_f, n_f), -1, np.int64)
+    for b in range(n_f):
+        for x in range(col_ptr[b], col_ptr[b + 1]):
+            table[b, rows[x]] = x
+    return table
+
+
+@numba.njit(cache=True)
+def block_target(table, col_ptr, rows, b, r):
+    """Position of block (r, b) of lower(S) in ``rows``: a table look-up when ``table`` is given (non-empty),
+    else a binary search among column b's sorted rows."""
+    if table.shape[0] > 0:
+        return table[b, r]
+    return row_position(rows, col_ptr[b], col_ptr[b + 1], r)
+
+
 @numba.njit(parallel=True, cache=True)
-def pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo):
+def pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo, table):
     """(pair_target, u_target): the target id (position in ``rows``) of every cell pair, in point
     order (pair (la, lb), la >= lb, of e-block p is number pair_start[p] + la (la + 1) / 2 + lb;
     its block is (f(la), f(lb)), f(la) >= f(lb) as each point's cells are sorted by f-block), and of
-    every U contribution (block (u_hi, u_lo))."""
+    every U contribution (block (u_hi, u_lo)). ``table``: :func:`target_table`, or an empty (0, 0)
+    array for binary searches (many f-blocks)."""
     n_e = cells_of_e.shape[0] - 1
     pair_target = np.empty(pair_start[-1], np.int64)
     u_target = np.empty(u_hi.shape[0], np.int64)
@@ -169,10 +194,8 @@ def pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo
         for la in range(cells_of_e[p + 1] - first):
             r = cell_f[first + la]
             for lb in range(la + 1):
-                b = cell_f[first + lb]
-                pair_target[q] = row_position(rows, col_ptr[b], col_ptr[b + 1], r)
+                pair_target[q] = block_target(table, col_ptr, rows, cell_f[first + lb], r)
                 q += 1
     for u in numba.prange(u_hi.shape[0]):
-        b = u_lo[u]
-        u_target[u] = row_position(rows, col_ptr[b], col_ptr[b + 1], u_hi[u])
+        u_target[u] = block_target(table, col_ptr, rows, u_lo[u], u_hi[u])
     return pair_target, u_target

@@ -2,7 +2,8 @@
 construction from its definition: cells = distinct (e-block, f-block) pairs sharing a residual,
 the targets of lower(S) = every (f(a), f(b)) of two cells of one e-block plus U's own f-f blocks
 plus the diagonal, the target of every cell pair in point order, and each instance's cell and U
-target. Problems: BA with duplicate observations and constant blocks, plus a second residual group
+target, and whether it is its cell's first contribution; the targets' table look-up against the binary
+search. Problems: BA with duplicate observations and constant blocks, plus a second residual group
 touching two f-blocks and an e-block, and a group with no e-block (f-f only)."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sparselm.bal.camera import BAL_REPROJECTION
 from sparselm.bal.synthetic import synthetic_problem
 from sparselm.core.layout import build_layout, counting_order
 from sparselm.linalg.schur.structure import SchurNotApplicable, build_schur_structure
+from sparselm.linalg.schur.structure_kernels import pair_and_u_targets, target_table
 
 
 def _unused(*args):
@@ -90,18 +92,44 @@ def test_structure_matches_its_definition(seed, extra_groups):
                 q += 1
     assert q == st.n_pairs
     cell_id = {c: i for i, c in enumerate(cells)}
+    seen = set()  # cells met so far in the order the linearisation pass adds into them
     for rl, gm in zip(layout.residuals, st.groups):
         for i, row in enumerate(rl.block):
             e = [b - n_f for b in row if b >= n_f]
             for j, b in enumerate(row):
                 expect = cell_id[(e[0], int(b))] if (e and 0 <= b < n_f) else -1
                 assert gm.cell_of[i, j] == expect
+                assert gm.cell_first[i, j] == (expect >= 0 and expect not in seen)
+                seen.add(expect)
             for q, (sa, sb) in enumerate(zip(gm.combo_a, gm.combo_b)):
                 a, b = row[sa], row[sb]
                 if 0 <= a < n_f and 0 <= b < n_f:
                     assert st.u_blocks[gm.u_target[i, q]] == target_of[(max(a, b), min(a, b))]
                 else:
                     assert gm.u_target[i, q] == -1
+
+
+def test_target_table_and_binary_search_agree():
+    """Few f-blocks get their S targets from a table, many from binary searches: the same targets."""
+    rng = np.random.default_rng(5)
+    n_f, n_e = 12, 40
+    cells_of_e = np.r_[0, np.cumsum(rng.integers(1, 5, n_e))].astype(np.int64)
+    cell_f = np.concatenate([np.sort(rng.choice(n_f, k, replace=False)) for k in np.diff(cells_of_e)]).astype(np.int64)
+    n = np.diff(cells_of_e)
+    pair_start = np.r_[0, np.cumsum(n * (n + 1) // 2)].astype(np.int64)
+    rows, col_ptr = [], [0]
+    for b in range(n_f):  # column b of lower(S): every row block >= b (dense lower pattern)
+        rows += list(range(b, n_f))
+        col_ptr.append(len(rows))
+    rows, col_ptr = np.array(rows, dtype=np.int64), np.array(col_ptr, dtype=np.int64)
+    u_lo = rng.integers(0, n_f, 20).astype(np.int64)
+    u_hi = (u_lo + rng.integers(0, n_f, 20) % (n_f - u_lo)).astype(np.int64)
+    args = (col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo)
+    searched = pair_and_u_targets(*args, np.zeros((0, 0), dtype=np.int64))
+    looked_up = pair_and_u_targets(*args, target_table(col_ptr, rows))
+    for a, b in zip(searched, looked_up):
+        np.testing.assert_array_equal(a, b)
+    assert (searched[0] >= 0).all() and (searched[1] >= 0).all()
 
 
 def test_two_eliminated_blocks_in_one_instance_are_named():
