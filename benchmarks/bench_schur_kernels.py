@@ -71,7 +71,7 @@ def measure_problem(path: Path, threads: int, before: dict) -> dict:
     from sparselm.bal import build_problem, read_bal
     from sparselm.core.evaluator import Evaluator
     from sparselm.core.layout import build_layout
-    from sparselm.linalg import SOLVERS, LinearSolverOptions
+    from sparselm.linalg import LinearSolverOptions, registry
     from sparselm.linalg.schur.unrolled import slp_vectorization
     from sparselm.util.timing import PhaseTimer
 
@@ -79,7 +79,7 @@ def measure_problem(path: Path, threads: int, before: dict) -> dict:
     problem = build_problem(read_bal(path))
     layout, timer = build_layout(problem), PhaseTimer()
     ev = Evaluator(problem, layout, timer)
-    ls = SOLVERS["sparse_schur"](layout, ev, timer, LinearSolverOptions())
+    ls = registry.get("sparse_schur").solver(layout, ev, timer, LinearSolverOptions())
     values = {g.name: g.values.copy() for g in problem.parameter_groups.values()}
     ev.linearize(values, gradient=False)
     st = ls.structure
