@@ -156,14 +156,28 @@ def _scan_points3D(buf, n):
     return starts, lengths, -1, pos
 
 
-def _gather(buf, positions, dtype):
-    """Records of ``dtype`` at byte ``positions`` of ``buf`` (vectorised, unaligned allowed)."""
-    return buf[positions[:, None] + np.arange(dtype.itemsize)].reshape(-1).view(dtype)
+@njit(cache=True)
+def _split_points3D(buf, starts, lengths, offsets):
+    """The records' heads (n, 51 bytes: id, xyz, rgb, error, length) and their track elements (8 bytes
+    each, all tracks one after the other), copied out of the file's bytes ``buf``."""
+    n = starts.shape[0]
+    heads = np.empty((n, _HEAD_BYTES), np.uint8)
+    tracks = np.empty((offsets[n], 8), np.uint8)
+    for i in range(n):
+        pos = starts[i]
+        for k in range(_HEAD_BYTES):
+            heads[i, k] = buf[pos + k]
+        pos += _HEAD_BYTES
+        for t in range(offsets[i], offsets[i] + lengths[i]):
+            for k in range(8):
+                tracks[t, k] = buf[pos + k]
+            pos += 8
+    return heads, tracks
 
 
 def read_points3D_binary(data: bytes, path) -> dict:
     """Parse points3D.bin: a dict of the point* and track_* fields of ColmapModel. Record offsets are
-    found by one compiled pass; the fields are then gathered with vectorised numpy."""
+    found by one compiled pass, the records' bytes copied out by a second one and viewed as fields."""
     r = _Reader(data, path)
     (n,) = r.take("<Q")
     if 8 + n * _POINT_HEAD.itemsize > len(data):
@@ -180,11 +194,11 @@ def read_points3D_binary(data: bytes, path) -> dict:
     if end != len(data):
         raise ColmapFormatError(path, None, f"{len(data) - end} bytes of unexpected data after the last record "
                                             f"(offset {end})")
-    head = _gather(buf, starts, _POINT_HEAD)
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    element = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-    track = _gather(buf, np.repeat(starts + _POINT_HEAD.itemsize, lengths) + 8 * element, _TRACK)
+    heads, tracks = _split_points3D(buf, starts, lengths, offsets)
+    head = heads.reshape(-1).view(_POINT_HEAD)
+    track = tracks.reshape(-1).view(_TRACK)
     return dict(point3D_ids=_ids_to_int64(head["id"]), points_xyz=head["xyz"].astype(np.float64),
                 points_rgb=head["rgb"].copy(), points_error=head["error"].astype(np.float64),
                 track_image_ids=track["image"].astype(np.int64), track_point2D_idx=track["idx"].astype(np.int64),

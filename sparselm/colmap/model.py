@@ -161,6 +161,12 @@ def rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.where(found, order[pos_clipped] if len(ids) else -1, -1)
 
 
+def present_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    """The distinct values of ``rows`` (row numbers in ``[0, n)``), sorted: ``np.unique`` by counting,
+    linear in ``len(rows) + n`` (an observation array's rows are many, the rows themselves few)."""
+    return np.flatnonzero(np.bincount(rows, minlength=n))
+
+
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
