@@ -122,16 +122,22 @@ def read_images_binary(data: bytes, path) -> dict:
         r.record = f"image {values[0]} (record {i})"
         names.append(r.name())
         (n2,) = r.take("<Q")
-        blocks.append(r.array(_POINT2D, n2))
+        # a block's 24-byte records as rows of three little-endian 8-byte words: x, y, point3D_id
+        blocks.append(r.array(_POINT2D, n2).view("<u8").reshape(-1, 3))
         ids.append(values[0]), poses.append(values[1:8]), cams.append(values[8])
         offsets.append(offsets[-1] + n2)
     r.finish()
-    pts = np.concatenate(blocks) if blocks else np.zeros(0, _POINT2D)
+    # copied once, straight into the model's arrays (a fresh page costs more than the copy)
+    xy = np.empty((offsets[-1], 2), np.float64)
+    point3D_ids = np.empty(offsets[-1], np.int64)
+    for lo, block in zip(offsets, blocks):
+        xy[lo:lo + len(block)] = block[:, :2].view("<f8")
+        point3D_ids[lo:lo + len(block)] = block[:, 2].view(np.int64)  # 2^64 - 1 (invalid) becomes -1
     pose = np.array(poses, np.float64).reshape(-1, 7)
     return dict(image_ids=np.array(ids, np.int64), image_camera_ids=np.array(cams, np.int64),
                 image_qvecs=np.ascontiguousarray(pose[:, :4]), image_tvecs=np.ascontiguousarray(pose[:, 4:]),
-                image_names=names, points2D_xy=np.stack([pts["x"], pts["y"]], axis=1).astype(np.float64),
-                points2D_point3D_ids=_ids_to_int64(pts["id"]), points2D_offsets=np.array(offsets, np.int64))
+                image_names=names, points2D_xy=xy, points2D_point3D_ids=point3D_ids,
+                points2D_offsets=np.array(offsets, np.int64))
 
 
 @njit(cache=True)

@@ -162,7 +162,7 @@ def build_problem(model: ColmapModel, options: BundleAdjustmentOptions = None) -
 
 def _add_points(problem, model, options, used_points):
     """The eliminated "points" group; returns (model rows of its blocks, block of each model row)."""
-    constant = np.isin(model.point3D_ids[used_points], _known(model.point3D_ids, options.constant_point3D_ids,
+    constant = _listed(model.point3D_ids[used_points], _known(model.point3D_ids, options.constant_point3D_ids,
                                                               "point3D"))
     if not options.refine_points3D:
         constant[:] = True
@@ -201,7 +201,7 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
         images = used_images[model_of_image[used_images] == model_id]
         params = np.stack([model.camera_params_of(r) for r in camera_row[images]])
         free = np.setdiff1d(np.arange(params.shape[1]), _constant_coordinates(int(model_id), options))
-        problem.add_parameter_group(f"cameras_{name}", np.c_[all_poses[images], params[:, free]],
+        problem.add_parameter_group(f"cameras_{name}", np.hstack([all_poses[images], params[:, free]]),
                                     manifold=quaternion_and_vector(3 + len(free)))
         block = np.full(model.n_images, -1)
         block[images] = np.arange(len(images))
@@ -210,7 +210,7 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
         bits = np.full((int(sel.sum()), 1), float(np.sum(1 << free)))
         _observations(problem, f"observations_{name}", joint_reprojection_type(params.shape[1], len(free)),
                       [(f"cameras_{name}", block[image_row[sel]])], sel, model_id, cols, options,
-                      extra=np.c_[bits, template])
+                      extra=np.hstack([bits, template]))
         pose_groups.append((f"cameras_{name}", images))
         camera_groups.append((f"cameras_{name}", camera_row[images], 7, free))
     return pose_groups, camera_groups
@@ -225,7 +225,7 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
             raise ValueError("gauge 'two_cams_from_world' needs at least two images with observations")
         gauge_image, gauge_coordinate = _gauge_second_image(used_images, all_poses)
         used_images = used_images[used_images != gauge_image]
-    constant_images = np.isin(model.image_ids[used_images], constant_ids) | (not options.refine_rig_from_world)
+    constant_images = _listed(model.image_ids[used_images], constant_ids) | (not options.refine_rig_from_world)
     if gauge_image is not None:
         constant_images[0] = True
     problem.add_parameter_group("poses", all_poses[used_images], constant=constant_images, manifold=POSE_MANIFOLD)
@@ -263,6 +263,11 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
                           [("gauge_pose" if gauge_group else "poses", pose_block[image_row[sel]]),
                            (f"intrinsics_{name}", block_of_camera[obs_camera[sel]])], sel, model_id, cols, options)
     return pose_groups, camera_groups
+
+
+def _listed(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """(len(ids),) bool: each id is among ``wanted`` (np.isin, skipped for the usual empty list)."""
+    return np.isin(ids, wanted) if len(wanted) else np.zeros(len(ids), bool)
 
 
 def _known(ids: np.ndarray, wanted, kind: str) -> np.ndarray:
