@@ -154,7 +154,8 @@ def flat_values():
 
 @pytest.fixture(scope="session")
 def bal_data() -> Path:
-    """$SPARSELM_DATA as a Path; skips when unset, fails instead when SPARSELM_REQUIRE_DATA=1."""
+    """$SPARSELM_DATA (the folder of real BAL files) as a Path; skips when unset, fails instead when
+    SPARSELM_REQUIRE_DATA=1."""
     folder = os.environ.get("SPARSELM_DATA")
     if not folder:
         message = "SPARSELM_DATA is not set: no real BAL files to test against"

@@ -24,7 +24,7 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("core", "residuals"),
     ("linalg",),
     ("lm",),
-    ("formats", "bal", "g2o", "colmap", "scipy_api", "covariance"),
+    ("formats", "bal", "g2o", "colmap", "scipy_api", "covariance", "distributed"),
     ("profiling",),
     ("cli",),
 )

@@ -14,11 +14,13 @@ import numba
 import numpy as np
 
 import sparselm
+from sparselm.cli.solve_mpi import run_ranks
 from sparselm.cli.common import (BUILT_IN, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, CLIError, HelpFormatter,
                                  add_input_argument, add_option, check_output, error, isatty, json_clean, load_input,
                                  sizes_text)
 from sparselm.core.loss import LOSS_IDS
 from sparselm.covariance.estimate import GAUGE_MODES
+from sparselm.distributed.comm import launched_by_mpiexec
 from sparselm.formats import InputFormat
 from sparselm.lm.options import SolverOptions
 from sparselm.profiling.jit import numba_cache_status
@@ -152,7 +154,15 @@ def report_dict(summary, *, sizes: Dict[str, int], input_desc: str, output: Opti
 
 
 def cmd_solve(args) -> int:
-    """``sparselm solve``: see the module docstring."""
+    """``sparselm solve``: see the module docstring; under ``mpiexec``, the distributed solve
+    (:mod:`sparselm.cli.solve_mpi`)."""
+    if launched_by_mpiexec():
+        return run_ranks(args, solve_and_report, solver_options)
+    return solve_and_report(args, sparselm.solve)
+
+
+def solve_and_report(args, solve: Callable) -> int:
+    """Read, solve with ``solve(problem, options)``, report and write the outputs; the exit status."""
     out, err = sys.stdout, sys.stderr
     options = solver_options(args)  # invalid options fail before the file is read
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
@@ -186,7 +196,7 @@ def cmd_solve(args) -> int:
         progress = ProgressLine(err)
         options.callbacks.append(progress)
     try:
-        summary = sparselm.solve(problem, options)
+        summary = solve(problem, options)
     finally:
         if progress is not None:
             progress.close()

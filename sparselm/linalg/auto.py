@@ -3,7 +3,9 @@
     no eliminated group, or Schur not applicable  -> dense (<= 300 columns) or sparse_normal_cholesky
     reduced system <= 200 columns                 -> dense_schur (LAPACK on a small dense S)
     factoring S would cost > 2e10 flops, or its
-    factor would need > 1/4 of the free memory     -> iterative_schur (PCG, S never formed)
+    factor would need > 1/4 of the free memory,
+    or a lower bound of sparse_schur's memory
+    (Jacobian, W, the cell pairs) > 1/2 of it      -> iterative_schur (PCG, S never formed)
     (free memory: MemAvailable, or what a memory cgroup limit leaves, whichever is smaller)
     S's factor >= 90% dense and <= 2000 columns    -> dense_schur (every camera pair shares points, as in
                                                       small SfM models: LAPACK on the dense S beats
@@ -16,11 +18,18 @@ point) with CHOLMOD and counts the factor's blocks exactly (see
 :func:`sparselm.linalg.schur.factor_estimate.block_factor_nnz`), which is cheap even when the scalar S
 would be huge. The 2e10 threshold: dense factors ran at ~32 GFLOP/s here and one PCG iteration of
 the implicit Schur product costs about one pass over W, so past ~1 s per factorization PCG wins
-(measured: 0.86 s vs 28.3 s per LM iteration on a near-dense 1500-camera problem).
+(measured: 0.86 s vs 28.3 s per LM iteration on a near-dense 1500-camera problem). The memory rule
+needs the problem (track lengths) and is skipped without one: sparse_schur keeps W (kf x ke doubles
+per observation), the Jacobian and, per eliminated block with t observations, t (t + 1) / 2 cell pairs
+(six 8-byte entries each while S's pattern is built); iterative_schur for bundle adjustment keeps the
+Jacobian and about 4 bytes more per observation (measured ~370 bytes per observation in all, against
+~750 for sparse_schur).
 """
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
+
+import numpy as np
 
 from sparselm.core.layout import Layout
 from sparselm.linalg import registry
@@ -51,8 +60,28 @@ def available_bytes() -> float:
     return float(found[0]) if found is not None else float("inf")
 
 
-def choose_linear_solver(layout: Layout, requested: str) -> LinearSolverChoice:
-    """Resolve ``requested`` ('auto' or a registered name, see :mod:`sparselm.linalg.registry`)."""
+def sparse_schur_bytes_lower_bound(problem) -> float:
+    """Bytes sparse_schur needs at least: the Jacobian, W (one kf x ke block per observation of an
+    eliminated block) and the cell pairs of S's pattern build (6 x 8 bytes per pair)."""
+    import numpy as np
+
+    eliminated = {g.name: g for g in problem.parameter_groups.values() if g.eliminate}
+    kf = max((g.block_size for g in problem.parameter_groups.values() if not g.eliminate), default=0)
+    total = 0.0
+    for rg in problem.residual_groups:
+        total += rg.n_instances * rg.residual_size * sum(rg.residual_type.block_sizes) * 8.0
+        for j, name in enumerate(rg.groups):
+            if name in eliminated:
+                track = np.bincount(rg.index[:, j], minlength=eliminated[name].n_blocks).astype(np.float64)
+                total += rg.n_instances * kf * eliminated[name].block_size * 8.0 + 48.0 * float(
+                    np.sum(track * (track + 1) / 2))
+    return total
+
+
+def choose_linear_solver(layout: Layout, requested: str, problem=None,
+                         available: Optional[float] = None) -> LinearSolverChoice:
+    """Resolve ``requested`` ('auto' or a registered name, see :mod:`sparselm.linalg.registry`).
+    ``problem`` enables the memory rule; ``available`` (bytes) overrides :func:`available_bytes`."""
     if requested != "auto":
         registry.get(requested)  # ValueError naming the registered ones
         return LinearSolverChoice(requested, "as requested")
@@ -64,11 +93,17 @@ def choose_linear_solver(layout: Layout, requested: str) -> LinearSolverChoice:
     if layout.n_reduced_columns <= DENSE_SCHUR_MAX_COLUMNS:
         return LinearSolverChoice("dense_schur", f"reduced system of {layout.n_reduced_columns} columns <= "
                                                  f"{DENSE_SCHUR_MAX_COLUMNS}")
+    free = available_bytes() if available is None else float(available)
     est = estimate_schur_factor(layout)
-    too_big = 8.0 * est["nnz"] > 0.25 * available_bytes()
+    too_big = 8.0 * est["nnz"] > 0.25 * free
     if est["flops"] > ITERATIVE_FLOPS or too_big:
         return LinearSolverChoice("iterative_schur", f"factor of S estimated at {est['nnz']:.3g} nonzeros, "
                                                      f"{est['flops']:.3g} flops: too costly to factor each trial", est)
+    if problem is not None:
+        need = sparse_schur_bytes_lower_bound(problem)
+        if need > 0.5 * free:
+            return LinearSolverChoice("iterative_schur", f"sparse_schur would need more than {need / 2**30:.1f} GiB, "
+                                                         f"over half of the {free / 2**30:.1f} GiB free", est)
     n = layout.n_reduced_columns
     if n <= direct.DENSE_SCHUR_MAX_COLUMNS and est["nnz"] >= DENSE_FILL * n * (n + 1) / 2:
         return LinearSolverChoice("dense_schur", f"factor of S estimated at {est['nnz']:.3g} nonzeros, "

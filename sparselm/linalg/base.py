@@ -43,7 +43,7 @@ class LinearSolverOptions:
 
     ordering: str = "amd"
     factorization: str = "auto"            # CHOLMOD mode: supernodal, simplicial, auto (linalg.cholmod)
-    max_cg_iterations: int = 500
+    max_cg_iterations: int = 100
     cg_tolerance: float = 1e-6            # forcing term cap (eta) for iterative solvers
     min_cg_iterations: int = 0
     preconditioner: str = "schur_jacobi"
@@ -115,7 +115,8 @@ class LinearSolverSpec:
     """What :mod:`sparselm.linalg.registry` knows of a linear solver; declared next to its class.
 
     name           the option value (``SolverOptions.linear_solver``, ``--linear-solver``).
-    solver         the :class:`LinearSolver` subclass used by :func:`sparselm.solve`.
+    solver         the :class:`LinearSolver` subclass used by :func:`sparselm.solve`, or a function of
+                   the same arguments returning one (a solver with variants).
     summary        one line for help texts.
     uses_schur     eliminates a group (needs one; the factored matrix is S, not H).
     uses_cholmod   factors with CHOLMOD (ordering and factorization options apply).
@@ -129,7 +130,7 @@ class LinearSolverSpec:
     """
 
     name: str
-    solver: type
+    solver: Callable
     summary: str
     memory: Callable
     model_flops: Callable[[StructureCounts], Dict[str, float]]

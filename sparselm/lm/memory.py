@@ -140,7 +140,7 @@ def estimate_memory(problem: Problem, linear_solver_name: str, layout=None, *, t
     name = linear_solver_name
     if name == "auto":
         layout = layout if layout is not None else build_layout(problem)
-        choice = choose_linear_solver(layout, "auto")
+        choice = choose_linear_solver(layout, "auto", problem)
         name = choice.name
         if factor_nnz is None and choice.factor_estimate:
             factor_nnz = int(choice.factor_estimate["nnz"])

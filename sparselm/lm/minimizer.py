@@ -65,16 +65,23 @@ class Minimizer:
         #: None before the loop started (e.g. a non-finite residual at the starting point)
         self.best_values: Optional[Dict[str, np.ndarray]] = None
 
+    # The norms the stopping rules read (a distributed subclass reduces them over its ranks).
+    def _gradient_max_norm(self) -> float:
+        g = self.evaluator.gradient
+        return float(np.max(np.abs(g))) if g.size else 0.0
+
+    def _step_norm(self, step: np.ndarray) -> float:
+        return stable_norm(step)
+
     def _free_norm(self, values: Dict[str, np.ndarray]) -> float:
         """|x| over the free parameter blocks, without overflow."""
         return combined_norm(stable_norm(values[name] if (ids >= 0).all() else values[name][ids >= 0])
                              for name, ids in self.evaluator.layout.block_id.items())
 
     def _optimality(self, values) -> float:
-        g = self.evaluator.gradient
         if self.step_control is not None:
-            return self.step_control.optimality(values, g)
-        return float(np.max(np.abs(g))) if g.size else 0.0
+            return self.step_control.optimality(values, self.evaluator.gradient)
+        return self._gradient_max_norm()
 
     def run(self, values: Dict[str, np.ndarray], summary: Summary, start_time: float) -> None:
         """Minimise from ``values``; records go to ``summary``, the best point to :attr:`best_values` (the
@@ -113,7 +120,7 @@ class Minimizer:
                 else:
                     step = sc.shape(values, step)
                     model_change = ev.model_cost_change(step)
-                step_norm = stable_norm(step) if solution.ok else math.nan
+                step_norm = self._step_norm(step) if solution.ok else math.nan
                 reason = self._invalid_step_reason(solution, model_change, step_norm)
                 if reason is None:
                     ev.apply_step(values, step, trial)

@@ -24,6 +24,15 @@ from sparselm.util import threads
 from sparselm.util.timing import PhaseTimer
 
 
+def linear_solver_options(options: SolverOptions) -> LinearSolverOptions:
+    """The options the linear solvers read, from the solve's options."""
+    return LinearSolverOptions(ordering=options.ordering, factorization=options.factorization,
+                               max_cg_iterations=options.max_cg_iterations, min_cg_iterations=options.min_cg_iterations,
+                               cg_tolerance=options.cg_tolerance, preconditioner=options.preconditioner,
+                               extra={"schur_variant": options.schur_variant,
+                                      "cg_termination": options.cg_termination})
+
+
 @threads.one_solve_at_a_time
 def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -> Summary:
     """Minimise ``problem`` with Levenberg-Marquardt; the solution is written into its groups' values.
@@ -46,20 +55,14 @@ def solve(problem: Problem, options: Optional[SolverOptions] = None, **kwargs) -
     with setup.phase("layout"):
         layout = build_layout(problem)
     with setup.phase("solver_choice"):
-        choice = choose_linear_solver(layout, options.linear_solver)
+        choice = choose_linear_solver(layout, options.linear_solver, problem)
     with setup.phase("memory_estimate"):
         factor_nnz = int(choice.factor_estimate["nnz"]) if choice.factor_estimate else None
         check_memory(estimate_memory(problem, choice.name, layout, threads=n_threads, factor_nnz=factor_nnz))
     with setup.phase("evaluator"):
         evaluator = Evaluator(problem, layout, timer)
-    lin_opts = LinearSolverOptions(ordering=options.ordering, factorization=options.factorization,
-                                   max_cg_iterations=options.max_cg_iterations,
-                                   min_cg_iterations=options.min_cg_iterations, cg_tolerance=options.cg_tolerance,
-                                   preconditioner=options.preconditioner,
-                                   extra={"schur_variant": options.schur_variant,
-                                          "cg_termination": options.cg_termination})
     with setup.phase("linear_solver"):  # its structure and symbolic analysis (also its "symbolic" phase)
-        linear_solver = registry.get(choice.name).solver(layout, evaluator, timer, lin_opts)
+        linear_solver = registry.get(choice.name).solver(layout, evaluator, timer, linear_solver_options(options))
     summary = Summary()
     summary.setup_time_s = time.perf_counter() - start
     summary.setup_phases = {name: t["seconds"] for name, t in setup.table().items()}

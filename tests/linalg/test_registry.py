@@ -11,7 +11,10 @@ import sparselm
 from sparselm.bal import build_problem, synthetic_problem
 from sparselm.cli.main import build_parser
 from sparselm.linalg import registry
-from sparselm.linalg.base import LinearSolver, StructureCounts
+from sparselm.core.evaluator import Evaluator
+from sparselm.core.layout import build_layout
+from sparselm.linalg.base import LinearSolver, LinearSolverOptions, StructureCounts
+from sparselm.util.timing import PhaseTimer
 from sparselm.linalg.dense import DenseNormalCholesky
 from sparselm.lm.memory import estimate_memory
 from sparselm.lm.options import LINEAR_SOLVERS, SolverOptions
@@ -29,8 +32,11 @@ def test_specs_are_consistent():
     fields = {f.name for f in dataclasses.fields(SolverOptions)}
     assert LINEAR_SOLVERS == ("auto",) + registry.names()
     assert set(registry.names()) == set(OWN_ITEMS)
+    problem = small_ba()
+    layout = build_layout(problem)
     for name, spec in registry.SPECS.items():
-        assert spec.name == name == spec.solver.name and issubclass(spec.solver, LinearSolver)
+        solver = spec.solver(layout, Evaluator(problem, layout, PhaseTimer()), PhaseTimer(), LinearSolverOptions())
+        assert spec.name == name == solver.name and isinstance(solver, LinearSolver)
         assert set(spec.options) <= fields, (name, set(spec.options) - fields)
         assert spec.summary and callable(spec.memory) and callable(spec.model_flops)
         assert not (spec.uses_cholmod and spec.dense_factor)

@@ -24,13 +24,8 @@ inverted by Cholesky once per trial:
 ``jacobi``        U_ii + D_i                                  (block Jacobi)
 ``schur_jacobi``  S_ii = U_ii + D_i - sum_{a in cells of i} W_a V_e(a)^-1 W_a^T
 
-Inexact Newton forcing, eta = ``options.cg_tolerance``: CG starts from x = 0 and stops, after at
-least ``min_cg_iterations`` and at most ``max_cg_iterations`` iterations, on
-
-``residual`` (default)  ||r_k|| <= eta ||rhs||;
-``quadratic``           k (Q_k - Q_{k-1}) / Q_k < eta with Q(x) = x^T S x - 2 rhs^T x (Nash and
-                        Sofer's truncated-Newton test; what Ceres' LM uses, with eta = 0.1 and
-                        its residual test switched off).
+The CG loop and its forcing rules (``quadratic``, Ceres' LM rule, by default; ``residual``) are
+in :mod:`sparselm.linalg.schur.block_pcg`.
 
 Choose with ``options.extra["cg_termination"]`` or the constructor's ``termination``; the variant
 with ``options.extra["schur_variant"]`` or ``variant``. A run that ends on the iteration limit
@@ -56,16 +51,16 @@ import numba
 import numpy as np
 
 from sparselm.core.layout import slot_pairs
-from sparselm.linalg.base import LinearSolution, LinearSolverSpec
+from sparselm.linalg.base import LinearSolution, LinearSolver, LinearSolverSpec
 from sparselm.linalg.flops import schur_flops
 from sparselm.linalg.schur.memory import iterative_schur_memory
 from sparselm.linalg.schur.direct import SchurSolver
 from sparselm.linalg.schur.kernels import back_substitute
-from sparselm.linalg.schur.pcg import (apply_block_inverse, cg_direction, cg_update, chunk_by_work, csr_matvec_dot,
-                                       gather_values, implicit_kernels, symmetric_csr)
+from sparselm.linalg.schur.block_pcg import BlockPCG
+from sparselm.linalg.schur.implicit import ImplicitSchur, eliminated_group_index
+from sparselm.linalg.schur.pcg import chunk_by_work, csr_matvec_dot, gather_values, implicit_kernels, symmetric_csr
 
 VARIANTS = ("implicit", "explicit")
-TERMINATIONS = ("residual", "quadratic")
 PRECONDITIONERS = ("jacobi", "schur_jacobi")
 
 
@@ -80,10 +75,7 @@ class IterativeSchur(SchurSolver):
         variant = variant or str(self.options.extra.get("schur_variant", "implicit"))
         if variant not in VARIANTS:
             raise ValueError(f"iterative_schur: unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-        termination = termination or str(self.options.extra.get("cg_termination", "residual"))
-        if termination not in TERMINATIONS:
-            raise ValueError(f"iterative_schur: unknown CG termination {termination!r}; "
-                             f"choose one of {', '.join(TERMINATIONS)}")
+        termination = termination or str(self.options.extra.get("cg_termination", "quadratic"))
         self.termination = termination
         if self.options.preconditioner not in PRECONDITIONERS:
             raise ValueError(f"iterative_schur: unknown preconditioner {self.options.preconditioner!r}; "
@@ -96,20 +88,12 @@ class IterativeSchur(SchurSolver):
             p = st.pattern
             n_f, ke = st.n_f_blocks, st.e_size
             kf = self.w.shape[1]
-            n_red = st.e_col0
             implicit = variant == "implicit"
             self._it_eliminate, self._it_reduce, self._it_w_pass = implicit_kernels(kf, ke)
-            self._it_f_col = np.ascontiguousarray(lay.block_col[:n_f], dtype=np.int64)
-            self._it_f_size = np.ascontiguousarray(lay.block_size[:n_f], dtype=np.int64)
-            self._it_col_block = np.repeat(np.arange(n_f, dtype=np.int64), self._it_f_size)
-            self._it_col_within = (np.arange(n_red, dtype=np.int64)
-                                   - np.repeat(self._it_f_col, self._it_f_size)).astype(np.int64)
-            self._it_p_inv = np.zeros((n_f, kf, kf))
-            self._it_x = np.zeros(n_red)
-            self._it_r = np.zeros(n_red)
-            self._it_z = np.zeros(n_red)
-            self._it_p = np.zeros(n_red)
-            self._it_q = np.zeros(n_red)
+            self._it_pcg = BlockPCG(lay.block_col[:n_f], lay.block_size[:n_f], kf, self.options, termination,
+                                    padded=implicit)
+            self._it_f_col, self._it_f_size = self._it_pcg.f_col, self._it_pcg.f_size
+            self._it_p_inv, self._it_p_pad = self._it_pcg.p_inv, self._it_pcg.p_pad
             self._it_no_slots = np.zeros(0, dtype=np.int64)
             n_chunks = max(1, min(numba.get_num_threads(), st.n_e_blocks)) if implicit else 0
             self._it_chunk_e = chunk_by_work(st.cells_of_e, max(n_chunks, 1))
@@ -120,7 +104,6 @@ class IterativeSchur(SchurSolver):
             self._it_y_work = np.zeros((max(n_chunks, 1), kf, ke))
             self._it_t_work = np.zeros((max(n_chunks, 1), 2, ke))
             self._it_failures = np.zeros(max(n_chunks, 1), dtype=np.int64)
-            self._it_p_pad = np.zeros((n_f if implicit else 0, kf))
             self._it_work_e = np.zeros((st.n_e_blocks, ke)) if implicit else None
             if implicit:
                 # U's own nonzero blocks (block-diagonal in BA): the diagonal blocks and every f-f pair that
@@ -137,14 +120,9 @@ class IterativeSchur(SchurSolver):
             self._it_data = np.zeros(self._it_src.shape[0])
         self._it_diagonal = np.zeros(0)
         self._it_message = ""
-        self.last_cg_iterations = 0
-        self.total_cg_iterations = 0
-        self.last_relative_residual = math.nan
 
     # -- per trial --------------------------------------------------------------------------
     def solve(self, diagonal: np.ndarray) -> LinearSolution:
-        self.last_cg_iterations = 0
-        self.last_relative_residual = math.nan
         self._it_message = ""
         if self.variant == "explicit":
             self._it_diagonal = diagonal
@@ -153,7 +131,7 @@ class IterativeSchur(SchurSolver):
                 sol.message = self._it_message
         else:
             sol = self._it_solve_implicit(diagonal)
-        sol.iterations = self.last_cg_iterations
+        sol.iterations = self._it_pcg.last_iterations
         sol.exact = False  # CG stops early: the minimizer must evaluate the model decrease with J
         return sol
 
@@ -165,13 +143,14 @@ class IterativeSchur(SchurSolver):
             self._it_eliminate(self._it_chunk_e, self.v, diagonal, st.e_col0, g, st.cells_of_e, st.cell_f, self.w,
                                self.v_inv, self.vg, schur_pc, self._it_y_work, self._it_p_priv, self._it_rhs_priv,
                                self._it_failures)
-            failures = int(self._it_failures.sum())
+            p_priv, rhs_priv, failures = self.combine_elimination(self._it_p_priv, self._it_rhs_priv,
+                                                                  int(self._it_failures.sum()))
             if failures:
                 return self._failed(f"iterative_schur: {failures} eliminated blocks not positive definite")
         with self.timer.phase("preconditioner"):
             gather_values(self._it_src, self.u_values, self._it_diag_slot, diagonal, self._it_data)
             failures = self._it_reduce(self._it_f_col, self._it_f_size, p.colptr, self.u_values, diagonal, True, g,
-                                       schur_pc, self._it_p_priv, True, self._it_rhs_priv, self._it_p_inv, self.rhs)
+                                       schur_pc, p_priv, True, rhs_priv, self._it_p_inv, self.rhs)
         if failures:
             return self._failed(f"iterative_schur: {failures} preconditioner blocks not positive definite "
                                 "(the reduced camera matrix is not positive definite)")
@@ -205,106 +184,73 @@ class IterativeSchur(SchurSolver):
             return None
         return self._it_cg()
 
-    def _it_matvec(self, x, y) -> float:
-        """y = S x; returns x . y."""
+    def _it_matvec(self, x, x_pad, y) -> float:
+        """y = S x (x_pad: x per f-block, padded); returns x . y."""
         if self.variant == "implicit":
             st = self.structure
-            self._it_w_pass(self._it_chunk_e, st.cells_of_e, st.cell_f, self.w, self.v_inv, self._it_p_pad,
+            self._it_w_pass(self._it_chunk_e, st.cells_of_e, st.cell_f, self.w, self.v_inv, x_pad,
                             self._it_t_work, self._it_y_priv)
-        return csr_matvec_dot(self._it_indptr, self._it_indices, self._it_data, x, self._it_y_priv,
-                               self._it_col_block, self._it_col_within, y)
+            y_priv = self.combine_products(self._it_y_priv)
+        else:
+            y_priv = self._it_y_priv
+        return csr_matvec_dot(self._it_indptr, self._it_indices, self._it_data, x, y_priv,
+                              self._it_pcg.col_block, self._it_pcg.col_within, y)
+
+    # -- hooks for a distributed subclass (sparselm.distributed): identity here ----------------
+    def u_csr_sources(self) -> np.ndarray:
+        """Positions in the lower(S) values of the entries of the implicit product's CSR of U's own
+        blocks (row-major, each off-diagonal entry twice); its order depends on U's block structure only."""
+        return self._it_src
+
+    def combine_elimination(self, p_priv: np.ndarray, rhs_priv: np.ndarray, failures: int):
+        """The implicit elimination's per-chunk outputs (Schur-Jacobi blocks (chunks, n_f, kf, kf),
+        right-hand-side parts (chunks, n_f, kf)) and its count of eliminated blocks that are not
+        positive definite, as the preconditioner reduction should see them."""
+        return p_priv, rhs_priv, failures
+
+    def combine_products(self, y_priv: np.ndarray) -> np.ndarray:
+        """The implicit product's per-chunk parts of W V^-1 W^T x (chunks, n_f, kf), as the CG
+        matvec should subtract them."""
+        return y_priv
+
+    @property
+    def last_cg_iterations(self) -> int:
+        """CG iterations of the last solve."""
+        return self._it_pcg.last_iterations
+
+    @property
+    def last_relative_residual(self) -> float:
+        """||S x - rhs|| / ||rhs|| at the end of the last solve's CG."""
+        return self._it_pcg.last_relative_residual
 
     def _it_cg(self):
-        """PCG from x = 0 on S x = rhs; returns x (a work array) or None (self._it_message says why)."""
-        o = self.options
-        b = self.rhs
-        x, r, z, p, q = self._it_x, self._it_r, self._it_z, self._it_p, self._it_q
-        f_col, f_size, p_inv = self._it_f_col, self._it_f_size, self._it_p_inv
-        cb, cw, p_pad = self._it_col_block, self._it_col_within, self._it_p_pad
+        """PCG on S x = rhs (see :mod:`sparselm.linalg.schur.block_pcg`); x or None (message set)."""
         with self.timer.phase("cg"):
-            x.fill(0.0)
-            r[:] = b
-            b_norm = float(np.linalg.norm(b))
-            if not math.isfinite(b_norm):
-                self._it_message = "iterative_schur: the reduced right-hand side is not finite"
-                return None
-            if b_norm == 0.0:
-                self._it_finish(0, 0.0)
-                return x
-            tol = o.cg_tolerance * b_norm
-            max_it = max(int(o.max_cg_iterations), 1)
-            min_it = min(int(o.min_cg_iterations), max_it)
-            rz = apply_block_inverse(f_col, f_size, p_inv, r, z)
-            p.fill(0.0)
-            cg_direction(0.0, z, p, cb, cw, p_pad)
-            r_norm = b_norm
-            quadratic = self.termination == "quadratic"
-            quad_prev = 0.0
-            converged = False
-            k = 0
-            while k < max_it:
-                pq = self._it_matvec(p, q)
-                if not math.isfinite(pq):
-                    self._it_message = f"iterative_schur: non-finite value in CG iteration {k + 1}"
-                    self._it_finish(k, r_norm / b_norm)
-                    return None
-                if not (pq > 0.0):
-                    self._it_message = (f"iterative_schur: reduced camera matrix not positive definite "
-                                        f"(p^T S p = {pq:.3e} in CG iteration {k + 1})")
-                    self._it_finish(k, r_norm / b_norm)
-                    return None
-                alpha = rz / pq
-                rr, quad = cg_update(alpha, p, q, b, x, r)
-                k += 1
-                r_norm = math.sqrt(rr) if rr >= 0.0 else math.nan
-                if not math.isfinite(r_norm):
-                    self._it_message = f"iterative_schur: non-finite residual in CG iteration {k}"
-                    self._it_finish(k, r_norm)
-                    return None
-                if r_norm == 0.0:
-                    break
-                if k >= min_it:
-                    if quadratic:
-                        # Nash & Sofer, as Ceres: k (Q_k - Q_{k-1}) / Q_k < eta (Q < 0 and decreasing)
-                        if quad < 0.0 and k * (quad - quad_prev) / quad < o.cg_tolerance:
-                            converged = True
-                            break
-                    elif r_norm <= tol:
-                        converged = True
-                        break
-                quad_prev = quad
-                if k >= max_it:
-                    break
-                rz_new = apply_block_inverse(f_col, f_size, p_inv, r, z)
-                if not (rz_new > 0.0):  # r != 0 and P^-1 SPD give r^T P^-1 r > 0: anything else is breakdown
-                    self._it_message = f"iterative_schur: CG breakdown (r^T P^-1 r = {rz_new:.3e}) in iteration {k}"
-                    self._it_finish(k, r_norm / b_norm)
-                    return None
-                cg_direction(rz_new / rz, z, p, cb, cw, p_pad)
-                rz = rz_new
-            self._it_finish(k, r_norm / b_norm)
-            if not converged and r_norm != 0.0:
-                self._it_message = (f"iterative_schur: CG stopped at max_cg_iterations={max_it} with relative "
-                                    f"residual {r_norm / b_norm:.3e} (cg_tolerance {o.cg_tolerance:.3e}, "
-                                    f"{self.termination} test)")
-            return x
-
-    def _it_finish(self, iterations: int, relative_residual: float) -> None:
-        self.last_cg_iterations = iterations
-        self.total_cg_iterations += iterations
-        self.last_relative_residual = relative_residual
+            x = self._it_pcg.run(self.rhs, self._it_matvec)
+        self._it_message = self._it_pcg.message
+        return x
 
     def info(self) -> dict:
         d = super().info()
         d.update(variant=self.variant, preconditioner=self.preconditioner, cg_termination=self.termination,
                  cg_tolerance=self.options.cg_tolerance,
                  max_cg_iterations=self.options.max_cg_iterations, min_cg_iterations=self.options.min_cg_iterations,
-                 total_cg_iterations=self.total_cg_iterations, nnz_matvec=int(self._it_src.shape[0]))
+                 total_cg_iterations=self._it_pcg.total_iterations, nnz_matvec=int(self._it_src.shape[0]))
         return d
 
 
+def iterative_schur_solver(layout, evaluator, timer, options) -> LinearSolver:
+    """The ``iterative_schur`` solver for this layout: products through the Jacobian
+    (:class:`~sparselm.linalg.schur.implicit.ImplicitSchur`) when the variant is implicit and one residual
+    group touches the eliminated blocks (bundle adjustment), else :class:`IterativeSchur`."""
+    group = eliminated_group_index(layout)
+    if str(options.extra.get("schur_variant", "implicit")) == "implicit" and group is not None:
+        return ImplicitSchur(layout, evaluator, timer, options, group=group)
+    return IterativeSchur(layout, evaluator, timer, options)
+
+
 SPEC = LinearSolverSpec(
-    name="iterative_schur", solver=IterativeSchur,
+    name="iterative_schur", solver=iterative_schur_solver,
     summary="preconditioned conjugate gradients on S (implicit: S never formed)", memory=iterative_schur_memory,
     model_flops=schur_flops, uses_schur=True,
     options=("preconditioner", "schur_variant", "cg_termination", "min_cg_iterations", "max_cg_iterations",

@@ -141,9 +141,34 @@ def dense_schur_memory(ctx: MemoryContext) -> None:
     ctx.add("dense matrices", 2 * s.n_r * s.n_r * F8)
 
 
+def _one_eliminating_group(problem) -> bool:
+    """True when exactly one residual group touches the eliminated groups (bundle adjustment): then
+    ``iterative_schur`` multiplies through the Jacobian (:mod:`sparselm.linalg.schur.implicit`)."""
+    eliminated = {g.name for g in problem.parameter_groups.values() if g.eliminate}
+    return sum(1 for rg in problem.residual_groups if eliminated & set(rg.groups)) == 1
+
+
+def jacobian_schur_memory(ctx: MemoryContext) -> None:
+    """iterative_schur through the Jacobian: per point V, V^-1, V^-1 g and the instance range; per
+    instance 32-bit e-slot, e-block and U-target entries; U's own blocks (values, pattern, the
+    per-thread accumulators, a symmetric CSR copy); per-thread camera vectors; CG vectors."""
+    c, threads = ctx.counts, max(1, ctx.threads)
+    n_f, n_e, kf, ke, n_r = c.n_f, c.n_e, c.kf, c.ke, c.n_reduced_columns
+    n_inst = sum(rg.n_instances for rg in ctx.problem.residual_groups)
+    ctx.add("schur: point blocks", (2 * n_e * ke * ke + n_e * ke + n_e) * F8)
+    ctx.add("schur: instance maps", 3 * 4 * n_inst)
+    u_block = kf * kf * F8
+    ctx.add("iterative solver", n_f * u_block * (4 + 2 * threads) + 2 * threads * n_r * F8
+            + 3 * threads * n_f * kf * F8 + 7 * n_r * F8 + c.n_columns * F8)
+
+
 def iterative_schur_memory(ctx: MemoryContext) -> None:
-    """iterative_schur (implicit, the default): preconditioner blocks and their per-thread copies, CG
+    """iterative_schur: through the Jacobian (:func:`jacobian_schur_memory`) for bundle adjustment;
+    otherwise (W formed) the shared Schur items, preconditioner blocks and their per-thread copies, CG
     vectors, U's blocks as a symmetric CSR (values, column indices, source positions)."""
+    if _one_eliminating_group(ctx.problem):
+        jacobian_schur_memory(ctx)
+        return
     s = schur_items(ctx)
     pc_threads = max(1, min(ctx.threads, s.n_e))
     ctx.add("iterative solver", (pc_threads + 1) * s.n_f * s.kf * s.kf * F8 + 2 * pc_threads * s.n_r * F8

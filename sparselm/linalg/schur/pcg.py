@@ -61,6 +61,27 @@ def spd_inverse_inplace(a, k):
     return True
 
 
+@numba.njit(cache=True)
+def invert_point(v, diagonal, gradient, e_col0, p, v_inv, vg):
+    """v_inv[p] = (V_p + D_p)^-1 and vg[p] = v_inv[p] g_p for e-block p (columns from e_col0 + p ke);
+    False when V_p + D_p is not positive definite."""
+    ke = v.shape[1]
+    c0 = e_col0 + p * ke
+    a = v_inv[p]
+    for i in range(ke):
+        for j in range(ke):
+            a[i, j] = v[p, i, j]
+        a[i, i] += diagonal[c0 + i]
+    if not spd_inverse_inplace(a, ke):
+        return False
+    for i in range(ke):
+        t = 0.0
+        for j in range(ke):
+            t += a[i, j] * gradient[c0 + j]
+        vg[p, i] = t
+    return True
+
+
 # ---------------------------------------------------------------------------------------------
 # Kernels specialised for the block sizes (kf, ke compile-time constants: LLVM unrolls the small
 # products). f-blocks smaller than kf are zero-padded in W and in the per-f-block work arrays
@@ -80,31 +101,16 @@ def implicit_kernels(kf: int, ke: int):
         for ch in numba.prange(chunk_e.shape[0] - 1):
             failures[ch] = 0
             rp = rhs_priv[ch]
-            for f in range(rp.shape[0]):
-                for r in range(kf):
-                    rp[f, r] = 0.0
+            rp[:] = 0.0
             if schur_jacobi:
                 pp = p_priv[ch]
-                for f in range(pp.shape[0]):
-                    for r in range(kf):
-                        for c in range(kf):
-                            pp[f, r, c] = 0.0
+                pp[:] = 0.0
             y = y_work[ch]
             for p in range(chunk_e[ch], chunk_e[ch + 1]):
-                c0 = e_col0 + p * ke
                 a = v_inv[p]
-                for i in range(ke):
-                    for j in range(ke):
-                        a[i, j] = v[p, i, j]
-                    a[i, i] += diagonal[c0 + i]
-                if not spd_inverse_inplace(a, ke):
+                if not invert_point(v, diagonal, gradient, e_col0, p, v_inv, vg):
                     failures[ch] += 1
                     continue
-                for i in range(ke):
-                    t = 0.0
-                    for j in range(ke):
-                        t += a[i, j] * gradient[c0 + j]
-                    vg[p, i] = t
                 for cell in range(cells_of_e[p], cells_of_e[p + 1]):
                     f = cell_f[cell]
                     for r in range(kf):

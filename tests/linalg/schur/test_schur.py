@@ -24,14 +24,17 @@ from sparselm.core.evaluator import Evaluator
 from sparselm.linalg import LinearSolverOptions, registry
 from sparselm.linalg.cholmod import CholmodFactor
 from sparselm.linalg.schur.factor_estimate import block_factor_nnz, estimate_factor_nnz
+from sparselm.linalg.schur.implicit import ImplicitSchur, eliminated_group_index
 from sparselm.linalg.schur.iterative import IterativeSchur
 from sparselm.linalg.schur.pcg import spd_inverse_inplace, symmetric_csr
 from sparselm.core.layout import build_layout
 from sparselm.util.timing import PhaseTimer
 
-EXACT_CG = dict(cg_tolerance=1e-14, max_cg_iterations=5000)
+EXACT_CG = dict(cg_tolerance=1e-14, max_cg_iterations=5000, extra={"cg_termination": "residual"})  # solve to round-off
 DIRECT = ("dense", "sparse_normal_cholesky", "sparse_schur", "dense_schur")
-ITERATIVE = [(v, pc) for v in ("implicit", "explicit") for pc in ("jacobi", "schur_jacobi")]
+#: "jacobian": ImplicitSchur (products through J, the default for BA); implicit/explicit: IterativeSchur (W formed)
+VARIANTS = ("jacobian", "implicit", "explicit")
+ITERATIVE = [(v, pc) for v in VARIANTS for pc in ("jacobi", "schur_jacobi")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,6 +158,13 @@ CASES = {
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
+def cg_parts(solver):
+    """(BlockPCG, matvec(x, x_pad, y)) of an iterative Schur solver of either class."""
+    if isinstance(solver, ImplicitSchur):
+        return solver.pcg, solver._matvec
+    return solver._it_pcg, solver._it_matvec
+
+
 class Linearised:
     """A problem linearised at its initial values, with a random positive damping diagonal."""
 
@@ -170,7 +180,11 @@ class Linearised:
 
     def solver(self, name, variant=None, termination=None, **options):
         opts = LinearSolverOptions(**options)
-        if name == "iterative_schur":
+        if name == "iterative_schur" and variant == "jacobian" and eliminated_group_index(self.layout) is None:
+            s = IterativeSchur(self.layout, self.evaluator, self.timer, opts, termination=termination)  # the fallback
+        elif name == "iterative_schur" and variant == "jacobian":
+            s = ImplicitSchur(self.layout, self.evaluator, self.timer, opts, termination=termination)
+        elif name == "iterative_schur":
             s = IterativeSchur(self.layout, self.evaluator, self.timer, opts, variant=variant, termination=termination)
         else:
             s = registry.get(name).solver(self.layout, self.evaluator, self.timer, opts)
@@ -216,15 +230,16 @@ def test_implicit_matvec_equals_the_formed_schur_complement():
     s_lower = direct.lower_matrix(direct.s_values)
     s_full = s_lower + s_lower.T - np.diag(np.diag(s_lower))
     x = np.random.default_rng(1).normal(size=s_full.shape[0])
-    for variant in ("implicit", "explicit"):
+    for variant in VARIANTS:
         it = lin.solver("iterative_schur", variant)
         assert it.solve(lin.diagonal).ok
         np.testing.assert_allclose(it.rhs, direct.rhs, rtol=1e-10, atol=1e-10 * np.abs(direct.rhs).max())
         y = np.zeros_like(x)
-        it._it_p_pad[...] = 0.0
-        if it._it_p_pad.size:
-            it._it_p_pad[it._it_col_block, it._it_col_within] = x
-        xy = it._it_matvec(x, y)
+        pcg, matvec = cg_parts(it)
+        pcg.p_pad[...] = 0.0
+        if pcg.p_pad.size:
+            pcg.p_pad[pcg.col_block, pcg.col_within] = x
+        xy = matvec(x, pcg.p_pad, y)
         np.testing.assert_allclose(y, s_full @ x, rtol=1e-10, atol=1e-10 * np.abs(s_full @ x).max())
         assert xy == pytest.approx(x @ s_full @ x, rel=1e-10)
 
@@ -238,7 +253,7 @@ def test_preconditioner_blocks():
     u_lower = direct.lower_matrix(direct.u_values)
     lay = lin.layout
     n_f = lay.n_reduced_blocks
-    for variant in ("implicit", "explicit"):
+    for variant in VARIANTS:
         for pc, mat in (("schur_jacobi", s_lower), ("jacobi", u_lower + np.diag(lin.diagonal[:lay.n_reduced_columns]))):
             it = lin.solver("iterative_schur", variant, preconditioner=pc)
             assert it.solve(lin.diagonal).ok
@@ -246,9 +261,10 @@ def test_preconditioner_blocks():
                 c0, k = lay.block_col[f], lay.block_size[f]
                 blk = mat[c0:c0 + k, c0:c0 + k]
                 blk = np.tril(blk) + np.tril(blk, -1).T
-                np.testing.assert_allclose(it._it_p_inv[f, :k, :k], np.linalg.inv(blk), rtol=1e-9,
+                p_inv = cg_parts(it)[0].p_inv
+                np.testing.assert_allclose(p_inv[f, :k, :k], np.linalg.inv(blk), rtol=1e-9,
                                            atol=1e-12 * np.abs(np.linalg.inv(blk)).max())
-                assert np.all(it._it_p_inv[f, k:, :] == 0) and np.all(it._it_p_inv[f, :, k:] == 0)
+                assert np.all(p_inv[f, k:, :] == 0) and np.all(p_inv[f, :, k:] == 0)
 
 
 def test_spd_inverse_in_place():
@@ -329,7 +345,7 @@ def test_cg_detects_negative_curvature():
     assert eig[0] < shift and (eig < shift).sum() >= 3
     d = lin.diagonal.copy()
     d[:n_red] -= shift
-    for variant in ("implicit", "explicit"):
+    for variant in VARIANTS:
         sol = lin.solver("iterative_schur", variant, preconditioner="schur_jacobi", **EXACT_CG).solve(d)
         assert not sol.ok and "p^T S p" in sol.message, (variant, sol.message)
         assert sol.iterations >= 1
@@ -352,10 +368,10 @@ def test_gauss_newton_on_a_gauge_free_problem_does_not_raise():
 # ---------------------------------------------------------------------------------------------
 # Forcing, limits, counts
 
-@pytest.mark.parametrize("variant", ["implicit", "explicit"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_forcing_and_limits(variant):
     lin = Linearised(ba_problem(n_cameras=10, n_points=80, seed=12))
-    loose = lin.solver("iterative_schur", variant, cg_tolerance=0.1)
+    loose = lin.solver("iterative_schur", variant, termination="residual", cg_tolerance=0.1)
     sol = loose.solve(lin.diagonal)
     assert sol.ok and sol.iterations >= 1 and loose.last_relative_residual <= 0.1
     assert sol.iterations == loose.last_cg_iterations
@@ -389,7 +405,7 @@ def test_quadratic_termination():
     def q(x):
         return x @ s_full @ x - 2 * b @ x
 
-    for variant in ("implicit", "explicit"):
+    for variant in VARIANTS:
         it = lin.solver("iterative_schur", variant, termination="quadratic", cg_tolerance=0.1)
         sol = it.solve(lin.diagonal)
         assert sol.ok and sol.iterations >= 2 and it.info()["cg_termination"] == "quadratic"
