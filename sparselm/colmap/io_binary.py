@@ -132,7 +132,7 @@ def read_images_binary(data: bytes, path) -> dict:
     point3D_ids = np.empty(offsets[-1], np.int64)
     for lo, block in zip(offsets, blocks):
         xy[lo:lo + len(block)] = block[:, :2].view("<f8")
-        point3D_ids[lo:lo + len(block)] = block[:, 2].view(np.int64)  # 2^64 - 1 (invalid) becomes -1
+        point3D_ids[lo:lo + len(block)] = block[:, 2].view("<i8")  # 2^64 - 1 (invalid) becomes -1
     pose = np.array(poses, np.float64).reshape(-1, 7)
     return dict(image_ids=np.array(ids, np.int64), image_camera_ids=np.array(cams, np.int64),
                 image_qvecs=np.ascontiguousarray(pose[:, :4]), image_tvecs=np.ascontiguousarray(pose[:, 4:]),
