@@ -29,7 +29,8 @@ from typing import List
 import numpy as np
 
 from sparselm.core.layout import BlockPattern, Layout, block_pattern_from_targets, counting_order
-from sparselm.linalg.schur.structure_kernels import (TARGET_TABLE_MAX_BLOCKS, group_cells, instance_e_blocks,
+from sparselm.linalg.schur.structure_kernels import (TARGET_TABLE_MAX_BLOCKS, f_slot_pairs, group_cells,
+                                                     group_entries, group_maps, instance_e_blocks,
                                                      pair_and_u_targets, s_pattern_columns, target_table)
 
 
@@ -116,41 +117,24 @@ def _e_slots(layout: Layout):
     return out, int(e_sizes[0])
 
 
-def _f_combos(block: np.ndarray, n_f: int):
-    """Unordered slot pairs (a <= b) that can both hold f-blocks, and per instance their (hi, lo) blocks."""
-    n, n_slots = block.shape
-    is_f = (block >= 0) & (block < n_f)
-    has_f = is_f.any(axis=0)
-    combos = [(a, b) for a in range(n_slots) for b in range(a, n_slots) if has_f[a] and has_f[b]]
-    combo_a = np.array([c[0] for c in combos], dtype=np.int64)
-    combo_b = np.array([c[1] for c in combos], dtype=np.int64)
-    both = is_f[:, combo_a] & is_f[:, combo_b]
-    hi = np.maximum(block[:, combo_a], block[:, combo_b])
-    lo = np.minimum(block[:, combo_a], block[:, combo_b])
-    return combo_a, combo_b, both, hi, lo
-
-
 def build_schur_structure(layout: Layout) -> SchurStructure:
     """Build the cells, the pattern of lower(S) and the cell pairs' targets (once per problem)."""
     slots, e_size = _e_slots(layout)
     n_f = layout.n_reduced_blocks
     n_e = layout.n_blocks - n_f
     # (e, f) entries of every (instance, f-slot) whose instance has an e-block -> cells
-    masks, entry_e, entry_f, combos = [], [], [], []
+    combos, entries = [], []
     for rl, (_, e_local) in zip(layout.residuals, slots):
-        mask = (rl.block >= 0) & (rl.block < n_f) & (e_local >= 0)[:, None]
-        masks.append(mask)
-        entry_e.append(np.broadcast_to(e_local[:, None], mask.shape)[mask])
-        entry_f.append(rl.block[mask])
-        combos.append(_f_combos(rl.block, n_f))
-    cell_e, cell_f, cells_of_e, cell_of_entry, first_of_cell = group_cells(np.concatenate(entry_e),
-                                                                           np.concatenate(entry_f), n_e)
+        combos.append(f_slot_pairs(rl.block, n_f))
+        entries.append(group_entries(rl.block, e_local, n_f, *combos[-1]))
+    cell_e, cell_f, cells_of_e, cell_of_entry, first_of_cell = group_cells(
+        np.concatenate([x[0] for x in entries]), np.concatenate([x[1] for x in entries]), n_e)
     cells_per_e = np.diff(cells_of_e)
     pair_start = np.zeros(n_e + 1, dtype=np.int64)
     np.cumsum(cells_per_e * (cells_per_e + 1) // 2, out=pair_start[1:])
     # U's own blocks J_a^T J_b (BA: the camera diagonal), counted by their column block
-    u_hi = np.concatenate([hi[both] for _, _, both, hi, _ in combos])
-    u_lo = np.concatenate([lo[both] for _, _, both, _, lo in combos])
+    u_hi = np.concatenate([x[2] for x in entries])
+    u_lo = np.concatenate([x[3] for x in entries])
     u_ptr, u_order = counting_order(u_lo, n_f)
     col_ptr, rows = s_pattern_columns(n_f, cells_of_e, cell_f, pair_start, u_ptr, u_order, u_hi)
     table = target_table(col_ptr, rows) if n_f <= TARGET_TABLE_MAX_BLOCKS else np.zeros((0, 0), dtype=np.int64)
@@ -164,17 +148,11 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     u_blocks = np.flatnonzero(used).astype(np.int64)
     u_rank = np.cumsum(used) - 1
     groups, done_entries, done_u = [], 0, 0
-    for rl, (_, e_local), mask, (combo_a, combo_b, both, _, _) in zip(layout.residuals, slots, masks, combos):
-        cell_of = np.full(rl.block.shape, -1, dtype=np.int64)
-        k = int(mask.sum())
-        cell_of[mask] = cell_of_entry[done_entries:done_entries + k]
-        cell_first = np.zeros(rl.block.shape, dtype=bool)
-        cell_first[mask] = first_of_cell[done_entries:done_entries + k]
-        done_entries += k
-        u_target = np.full(both.shape, -1, dtype=np.int64)
-        k = int(both.sum())
-        u_target[both] = u_rank[u_flat[done_u:done_u + k]]
-        done_u += k
+    for rl, (_, e_local), (combo_a, combo_b), entry in zip(layout.residuals, slots, combos, entries):
+        cell_of, cell_first, u_target = group_maps(rl.block, e_local, n_f, combo_a, combo_b, cell_of_entry,
+                                                   first_of_cell, done_entries, u_rank, u_flat, done_u)
+        done_entries += entry[0].shape[0]
+        done_u += entry[2].shape[0]
         groups.append(SchurGroupMaps(e_local, cell_of, cell_first, combo_a, combo_b, u_target))
     return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, [s for s, _ in slots], cell_e, cell_f,
                           cells_of_e, groups, pattern, u_blocks, pair_start, pair_target,

@@ -4,6 +4,8 @@ Used by :func:`sparselm.linalg.schur.structure.build_schur_structure`; no Python
 observation, cell or pair, and no global sort of keys:
 
 - :func:`instance_e_blocks`: each instance's eliminated block and the slot holding it (one pass);
+- :func:`f_slot_pairs`, :func:`group_entries`, :func:`group_maps`: each group's (e, f) entries and U
+  contributions in instance order, and afterwards its maps from instances to cells and U targets;
 - :func:`group_cells`: the cells (distinct (e-block, f-block) pairs) by a counting sort of the
   (e, f) entries on e and a small insertion sort of each e-block's few f-blocks;
 - :func:`sparselm.core.layout.counting_order`: a stable counting sort (cells by f-block, U's
@@ -43,6 +45,87 @@ def instance_e_blocks(block, n_f):
                 e_slot[i] = j
                 e_local[i] = b - n_f
     return e_slot, e_local, -1
+
+
+@numba.njit(cache=True)
+def f_slot_pairs(block, n_f):
+    """(combo_a, combo_b): the unordered slot pairs (a <= b) that can both hold f-blocks (block ids < n_f)."""
+    n, n_slots = block.shape
+    has_f = np.zeros(n_slots, np.bool_)
+    for i in range(n):
+        for j in range(n_slots):
+            if 0 <= block[i, j] < n_f:
+                has_f[j] = True
+    n_combos = 0
+    for a in range(n_slots):
+        for b in range(a, n_slots):
+            if has_f[a] and has_f[b]:
+                n_combos += 1
+    combo_a = np.empty(n_combos, np.int64)
+    combo_b = np.empty(n_combos, np.int64)
+    q = 0
+    for a in range(n_slots):
+        for b in range(a, n_slots):
+            if has_f[a] and has_f[b]:
+                combo_a[q], combo_b[q] = a, b
+                q += 1
+    return combo_a, combo_b
+
+
+@numba.njit(cache=True)
+def group_entries(block, e_local, n_f, combo_a, combo_b):
+    """One residual group's entries, instance by instance (slots, then slot pairs, in order):
+    (entry_e, entry_f) of every f-slot of an instance that has an e-block, and (u_hi, u_lo), the larger
+    and smaller block of every slot pair (combo_a, combo_b) whose slots both hold f-blocks."""
+    n, n_slots = block.shape
+    n_entries = n_u = 0
+    for i in range(n):
+        for j in range(n_slots):
+            if e_local[i] >= 0 and 0 <= block[i, j] < n_f:
+                n_entries += 1
+        for q in range(combo_a.shape[0]):
+            if 0 <= block[i, combo_a[q]] < n_f and 0 <= block[i, combo_b[q]] < n_f:
+                n_u += 1
+    entry_e = np.empty(n_entries, np.int64)
+    entry_f = np.empty(n_entries, np.int64)
+    u_hi = np.empty(n_u, np.int64)
+    u_lo = np.empty(n_u, np.int64)
+    k = ku = 0
+    for i in range(n):
+        for j in range(n_slots):
+            if e_local[i] >= 0 and 0 <= block[i, j] < n_f:
+                entry_e[k] = e_local[i]
+                entry_f[k] = block[i, j]
+                k += 1
+        for q in range(combo_a.shape[0]):
+            a, b = block[i, combo_a[q]], block[i, combo_b[q]]
+            if 0 <= a < n_f and 0 <= b < n_f:
+                u_hi[ku], u_lo[ku] = max(a, b), min(a, b)
+                ku += 1
+    return entry_e, entry_f, u_hi, u_lo
+
+
+@numba.njit(cache=True)
+def group_maps(block, e_local, n_f, combo_a, combo_b, cell_of_entry, first_of_cell, entry0, u_rank, u_flat, u0):
+    """(cell_of, cell_first, u_target) of one residual group (see SchurGroupMaps), from the per-entry
+    results of all groups; this group's entries start at entry0 and its U contributions at u0, in
+    :func:`group_entries`' order."""
+    n, n_slots = block.shape
+    cell_of = np.full((n, n_slots), -1, np.int64)
+    cell_first = np.zeros((n, n_slots), np.bool_)
+    u_target = np.full((n, combo_a.shape[0]), -1, np.int64)
+    k, ku = entry0, u0
+    for i in range(n):
+        for j in range(n_slots):
+            if e_local[i] >= 0 and 0 <= block[i, j] < n_f:
+                cell_of[i, j] = cell_of_entry[k]
+                cell_first[i, j] = first_of_cell[k]
+                k += 1
+        for q in range(combo_a.shape[0]):
+            if 0 <= block[i, combo_a[q]] < n_f and 0 <= block[i, combo_b[q]] < n_f:
+                u_target[i, q] = u_rank[u_flat[ku]]
+                ku += 1
+    return cell_of, cell_first, u_target
 
 
 @numba.njit(cache=True)
