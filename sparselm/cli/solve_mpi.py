@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Callable
 
 from sparselm.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, USER_ERRORS, one_line
 from sparselm.distributed.comm import Communicator
 from sparselm.distributed.solve import solve_distributed
+
+#: seconds a failing rank waits between printing its message and MPI_Abort: the launcher forwards
+#: each rank's output asynchronously and drops what it has not forwarded when the abort ends the job
+#: (seen under load: a MemoryError's message lost, mpiexec ending with status 1 and no output)
+ABORT_GRACE_S = 1.0
 
 
 def run_ranks(args, solve_and_report: Callable, make_options: Callable) -> int:
@@ -41,5 +47,7 @@ def run_ranks(args, solve_and_report: Callable, make_options: Callable) -> int:
             traceback.print_exc()
         print(f"sparselm: rank {comm.rank} of {comm.size}: error: {one_line(exc)}; ending all ranks",
               file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        time.sleep(ABORT_GRACE_S)
         comm.abort(code)
         os._exit(code)  # pragma: no cover - in case MPI_Abort returns before the launcher ends this rank

@@ -122,16 +122,22 @@ def read_images_binary(data: bytes, path) -> dict:
         r.record = f"image {values[0]} (record {i})"
         names.append(r.name())
         (n2,) = r.take("<Q")
-        blocks.append(r.array(_POINT2D, n2))
+        # a block's 24-byte records as rows of three little-endian 8-byte words: x, y, point3D_id
+        blocks.append(r.array(_POINT2D, n2).view("<u8").reshape(-1, 3))
         ids.append(values[0]), poses.append(values[1:8]), cams.append(values[8])
         offsets.append(offsets[-1] + n2)
     r.finish()
-    pts = np.concatenate(blocks) if blocks else np.zeros(0, _POINT2D)
+    # copied once, straight into the model's arrays (a fresh page costs more than the copy)
+    xy = np.empty((offsets[-1], 2), np.float64)
+    point3D_ids = np.empty(offsets[-1], np.int64)
+    for lo, block in zip(offsets, blocks):
+        xy[lo:lo + len(block)] = block[:, :2].view("<f8")
+        point3D_ids[lo:lo + len(block)] = block[:, 2].view("<i8")  # 2^64 - 1 (invalid) becomes -1
     pose = np.array(poses, np.float64).reshape(-1, 7)
     return dict(image_ids=np.array(ids, np.int64), image_camera_ids=np.array(cams, np.int64),
                 image_qvecs=np.ascontiguousarray(pose[:, :4]), image_tvecs=np.ascontiguousarray(pose[:, 4:]),
-                image_names=names, points2D_xy=np.stack([pts["x"], pts["y"]], axis=1).astype(np.float64),
-                points2D_point3D_ids=_ids_to_int64(pts["id"]), points2D_offsets=np.array(offsets, np.int64))
+                image_names=names, points2D_xy=xy, points2D_point3D_ids=point3D_ids,
+                points2D_offsets=np.array(offsets, np.int64))
 
 
 @njit(cache=True)
@@ -156,14 +162,28 @@ def _scan_points3D(buf, n):
     return starts, lengths, -1, pos
 
 
-def _gather(buf, positions, dtype):
-    """Records of ``dtype`` at byte ``positions`` of ``buf`` (vectorised, unaligned allowed)."""
-    return buf[positions[:, None] + np.arange(dtype.itemsize)].reshape(-1).view(dtype)
+@njit(cache=True)
+def _split_points3D(buf, starts, lengths, offsets):
+    """The records' heads (n, 51 bytes: id, xyz, rgb, error, length) and their track elements (8 bytes
+    each, all tracks one after the other), copied out of the file's bytes ``buf``."""
+    n = starts.shape[0]
+    heads = np.empty((n, _HEAD_BYTES), np.uint8)
+    tracks = np.empty((offsets[n], 8), np.uint8)
+    for i in range(n):
+        pos = starts[i]
+        for k in range(_HEAD_BYTES):
+            heads[i, k] = buf[pos + k]
+        pos += _HEAD_BYTES
+        for t in range(offsets[i], offsets[i] + lengths[i]):
+            for k in range(8):
+                tracks[t, k] = buf[pos + k]
+            pos += 8
+    return heads, tracks
 
 
 def read_points3D_binary(data: bytes, path) -> dict:
     """Parse points3D.bin: a dict of the point* and track_* fields of ColmapModel. Record offsets are
-    found by one compiled pass; the fields are then gathered with vectorised numpy."""
+    found by one compiled pass, the records' bytes copied out by a second one and viewed as fields."""
     r = _Reader(data, path)
     (n,) = r.take("<Q")
     if 8 + n * _POINT_HEAD.itemsize > len(data):
@@ -180,11 +200,11 @@ def read_points3D_binary(data: bytes, path) -> dict:
     if end != len(data):
         raise ColmapFormatError(path, None, f"{len(data) - end} bytes of unexpected data after the last record "
                                             f"(offset {end})")
-    head = _gather(buf, starts, _POINT_HEAD)
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    element = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-    track = _gather(buf, np.repeat(starts + _POINT_HEAD.itemsize, lengths) + 8 * element, _TRACK)
+    heads, tracks = _split_points3D(buf, starts, lengths, offsets)
+    head = heads.reshape(-1).view(_POINT_HEAD)
+    track = tracks.reshape(-1).view(_TRACK)
     return dict(point3D_ids=_ids_to_int64(head["id"]), points_xyz=head["xyz"].astype(np.float64),
                 points_rgb=head["rgb"].copy(), points_error=head["error"].astype(np.float64),
                 track_image_ids=track["image"].astype(np.int64), track_point2D_idx=track["idx"].astype(np.int64),

@@ -161,11 +161,19 @@ def rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.where(found, order[pos_clipped] if len(ids) else -1, -1)
 
 
+def present_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    """The distinct values of ``rows`` (row numbers in ``[0, n)``), sorted: ``np.unique`` by counting,
+    linear in ``len(rows) + n`` (an observation array's rows are many, the rows themselves few)."""
+    return np.flatnonzero(np.bincount(rows, minlength=n))
+
+
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
 def _check_unique(ids, path, kind):
+    if len(ids) < 2 or (ids[1:] > ids[:-1]).all():  # increasing, as COLMAP writes them: unique
+        return
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1][0]
@@ -174,6 +182,8 @@ def _check_unique(ids, path, kind):
 
 
 def _check_finite(values, path, kind, ids, what):
+    if np.isfinite(values).all():
+        return
     bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1) if len(values) else np.zeros(0, bool)
     if bad.any():
         i = _first(bad)
@@ -212,21 +222,24 @@ def validate(model: ColmapModel, files) -> None:
     if zero_q.any():
         i = _first(zero_q)
         raise ColmapFormatError(img_f, f"image {model.image_ids[i]} (record {i})", "zero quaternion")
-    image_of_point2D = np.repeat(np.arange(model.n_images), np.diff(model.points2D_offsets))
-    bad_xy = ~np.isfinite(model.points2D_xy).all(axis=1)
-    if bad_xy.any():
-        k = _first(bad_xy)
-        i = image_of_point2D[k]
+    if not np.isfinite(model.points2D_xy).all():
+        k = _first(~np.isfinite(model.points2D_xy).all(axis=1))
+        i = _image_of_point2D(model, k)
         raise ColmapFormatError(img_f, f"image {model.image_ids[i]} (record {i})",
                                 f"2-D point {k - model.points2D_offsets[i]} has non-finite coordinates "
                                 f"{model.points2D_xy[k].tolist()}")
     _check_unique(model.point3D_ids, pts_f, "point3D")
     _check_finite(model.points_xyz, pts_f, "point3D", model.point3D_ids, "position")
     _check_finite(model.points_error, pts_f, "point3D", model.point3D_ids, "error")
-    _check_tracks(model, img_f, pts_f, image_of_point2D)
+    _check_tracks(model, img_f, pts_f)
 
 
-def _check_tracks(model: ColmapModel, img_f, pts_f, image_of_point2D) -> None:
+def _image_of_point2D(model: ColmapModel, k: int) -> int:
+    """Row of the image holding 2-D point ``k`` (a row of ``points2D_xy``)."""
+    return int(np.searchsorted(model.points2D_offsets, k, side="right")) - 1
+
+
+def _check_tracks(model: ColmapModel, img_f, pts_f) -> None:
     """Tracks and 2-D point references agree both ways (see :func:`validate`)."""
     point_of_track = np.repeat(np.arange(model.n_points), np.diff(model.track_offsets))
 
@@ -259,14 +272,13 @@ def _check_tracks(model: ColmapModel, img_f, pts_f, image_of_point2D) -> None:
     orphan = used & ~claimed
     if orphan.any():
         k = _first(orphan)
-        i = image_of_point2D[k]
+        i = _image_of_point2D(model, k)
         pid = model.points2D_point3D_ids[k]
         exists = (rows_of(model.point3D_ids, np.array([pid]))[0] >= 0)
         reason = ("is not in that point's track" if exists else f"is out of range: no such point in {pts_f}")
         raise ColmapFormatError(img_f, f"image {model.image_ids[i]} (record {i})",
                                 f"2-D point {k - model.points2D_offsets[i]} has point3D_id {pid}, which {reason}")
-    times_claimed = np.bincount(flat, minlength=len(model.points2D_xy))
-    if (times_claimed > 1).any():
-        dup = _first(times_claimed > 1)
+    if np.count_nonzero(claimed) < len(flat):  # some 2-D point claimed twice
+        dup = _first(np.bincount(flat, minlength=len(model.points2D_xy)) > 1)
         t = np.flatnonzero(flat == dup)[1]
         raise track_error(t, "repeats an observation already in a track")

@@ -27,7 +27,7 @@ import numpy as np
 
 from sparselm.colmap.camera_models import CAMERA_MODELS
 from sparselm.colmap.cameras import check_projectable
-from sparselm.colmap.model import ColmapModel, rows_of
+from sparselm.colmap.model import ColmapModel, present_rows, rows_of
 from sparselm.colmap.reprojection import (POSE_MANIFOLD, in_front_mask, joint_reprojection_type,
                                            observation_errors, poses_of, reprojection_type)
 from sparselm.manifolds.lie import quaternion_to_matrix
@@ -141,15 +141,15 @@ def build_problem(model: ColmapModel, options: BundleAdjustmentOptions = None) -
     options = options or BundleAdjustmentOptions()
     image_row, point_row, xy = model.observations()
     camera_row = rows_of(model.camera_ids, model.image_camera_ids)
-    for row in np.unique(camera_row[image_row]):
+    used_images = present_rows(image_row, model.n_images)
+    for row in present_rows(camera_row[used_images], model.n_cameras):
         check_projectable(int(model.camera_model_ids[row]), model.camera_ids[row])
     constant_ids = _known(model.image_ids, options.constant_image_ids, "image")
-    used_images = np.unique(image_row)
     all_poses = poses_of(model)
     problem = Problem()
-    point_rows, point_block = _add_points(problem, model, options, np.unique(point_row))
+    point_rows, point_block = _add_points(problem, model, options, present_rows(point_row, model.n_points))
     cols = dict(image_row=image_row, xy=xy, point_index=point_block[point_row], camera_row=camera_row)
-    one_image_per_camera = len(np.unique(camera_row[used_images])) == len(used_images)
+    one_image_per_camera = len(present_rows(camera_row[used_images], model.n_cameras)) == len(used_images)
     if one_image_per_camera and options.refine_rig_from_world and not len(constant_ids) and \
             options.gauge != "two_cams_from_world":
         pose_groups, camera_groups = _add_joint_cameras(problem, model, options, used_images, all_poses, cols)
@@ -162,7 +162,7 @@ def build_problem(model: ColmapModel, options: BundleAdjustmentOptions = None) -
 
 def _add_points(problem, model, options, used_points):
     """The eliminated "points" group; returns (model rows of its blocks, block of each model row)."""
-    constant = np.isin(model.point3D_ids[used_points], _known(model.point3D_ids, options.constant_point3D_ids,
+    constant = _listed(model.point3D_ids[used_points], _known(model.point3D_ids, options.constant_point3D_ids,
                                                               "point3D"))
     if not options.refine_points3D:
         constant[:] = True
@@ -180,9 +180,12 @@ def _add_points(problem, model, options, used_points):
 def _observations(problem, name, residual_type, pose_slots, sel, model_id, cols, options, extra=None):
     """Add the residual group of the observations ``sel`` (slots: ``pose_slots`` then the point; data:
     pixel, model id, then ``extra`` columns)."""
-    data = np.c_[cols["xy"][sel], np.full(int(sel.sum()), float(model_id))]
+    xy = cols["xy"][sel]
+    data = np.empty((len(xy), 3 + (0 if extra is None else extra.shape[1])))
+    data[:, :2] = xy
+    data[:, 2] = model_id
     if extra is not None:
-        data = np.c_[data, extra]
+        data[:, 3:] = extra
     problem.add_residual_group(name, residual_type, pose_slots + [("points", cols["point_index"][sel])], data,
                                loss=LOSSES[options.loss_function_type], loss_scale=options.loss_function_scale)
 
@@ -198,7 +201,7 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
         images = used_images[model_of_image[used_images] == model_id]
         params = np.stack([model.camera_params_of(r) for r in camera_row[images]])
         free = np.setdiff1d(np.arange(params.shape[1]), _constant_coordinates(int(model_id), options))
-        problem.add_parameter_group(f"cameras_{name}", np.c_[all_poses[images], params[:, free]],
+        problem.add_parameter_group(f"cameras_{name}", np.hstack([all_poses[images], params[:, free]]),
                                     manifold=quaternion_and_vector(3 + len(free)))
         block = np.full(model.n_images, -1)
         block[images] = np.arange(len(images))
@@ -207,7 +210,7 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
         bits = np.full((int(sel.sum()), 1), float(np.sum(1 << free)))
         _observations(problem, f"observations_{name}", joint_reprojection_type(params.shape[1], len(free)),
                       [(f"cameras_{name}", block[image_row[sel]])], sel, model_id, cols, options,
-                      extra=np.c_[bits, template])
+                      extra=np.hstack([bits, template]))
         pose_groups.append((f"cameras_{name}", images))
         camera_groups.append((f"cameras_{name}", camera_row[images], 7, free))
     return pose_groups, camera_groups
@@ -222,7 +225,7 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
             raise ValueError("gauge 'two_cams_from_world' needs at least two images with observations")
         gauge_image, gauge_coordinate = _gauge_second_image(used_images, all_poses)
         used_images = used_images[used_images != gauge_image]
-    constant_images = np.isin(model.image_ids[used_images], constant_ids) | (not options.refine_rig_from_world)
+    constant_images = _listed(model.image_ids[used_images], constant_ids) | (not options.refine_rig_from_world)
     if gauge_image is not None:
         constant_images[0] = True
     problem.add_parameter_group("poses", all_poses[used_images], constant=constant_images, manifold=POSE_MANIFOLD)
@@ -239,9 +242,10 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
     camera_groups = []
     obs_camera = camera_row[image_row]
     on_gauge = image_row == gauge_image if gauge_image is not None else np.zeros(len(image_row), bool)
-    for model_id in np.unique(model.camera_model_ids[np.unique(obs_camera)]):
+    used_cameras = present_rows(obs_camera, model.n_cameras)
+    for model_id in np.unique(model.camera_model_ids[used_cameras]):
         name = CAMERA_MODELS[int(model_id)].name
-        rows = np.unique(obs_camera[model.camera_model_ids[obs_camera] == model_id])
+        rows = used_cameras[model.camera_model_ids[used_cameras] == model_id]
         params = np.stack([model.camera_params_of(r) for r in rows])
         fixed = _constant_coordinates(int(model_id), options)
         all_fixed = len(fixed) == params.shape[1]
@@ -259,6 +263,11 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
                           [("gauge_pose" if gauge_group else "poses", pose_block[image_row[sel]]),
                            (f"intrinsics_{name}", block_of_camera[obs_camera[sel]])], sel, model_id, cols, options)
     return pose_groups, camera_groups
+
+
+def _listed(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """(len(ids),) bool: each id is among ``wanted`` (np.isin, skipped for the usual empty list)."""
+    return np.isin(ids, wanted) if len(wanted) else np.zeros(len(ids), bool)
 
 
 def _known(ids: np.ndarray, wanted, kind: str) -> np.ndarray:

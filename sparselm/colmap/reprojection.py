@@ -48,7 +48,7 @@ def poses_of(model) -> np.ndarray:
     """(n_images, 7) pose blocks (qx, qy, qz, qw, tx, ty, tz) of a model's images, each quaternion
     normalised (COLMAP's are unit to the precision of the file)."""
     q = model.image_qvecs[:, [1, 2, 3, 0]]
-    return np.ascontiguousarray(np.c_[q / np.linalg.norm(q, axis=1, keepdims=True), model.image_tvecs])
+    return np.hstack([q / np.linalg.norm(q, axis=1, keepdims=True), model.image_tvecs])
 
 
 @njit(cache=True)

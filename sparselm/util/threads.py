@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import sys
 import threading
 
 DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OMP_THREAD_LIMIT": "1", "MKL_NUM_THREADS": "1",
@@ -62,11 +63,23 @@ def mapped_libraries() -> list:
     return sorted(p for p in mapped if p.startswith("/") and ".so" in os.path.basename(p))
 
 
+_BLAS_SCAN = {"modules": -1, "libraries": []}
+
+
 def loaded_blas_libraries() -> list:
-    """The BLAS/LAPACK libraries among :func:`mapped_libraries`."""
-    keys = ("blas", "lapack", "mkl", "blis")
-    return [p for p in mapped_libraries()
-            if os.path.basename(p).startswith("lib") and any(k in os.path.basename(p).lower() for k in keys)]
+    """The BLAS/LAPACK libraries among :func:`mapped_libraries`.
+
+    Reading ``/proc/self/maps`` costs about a millisecond once numpy, scipy and numba are loaded,
+    and every solve asks twice (:func:`configure`, :func:`describe`): the answer is kept until the
+    number of imported modules changes, since a library enters the process with the extension
+    module that links it.
+    """
+    if _BLAS_SCAN["modules"] != len(sys.modules):
+        keys = ("blas", "lapack", "mkl", "blis")
+        _BLAS_SCAN["libraries"] = [p for p in mapped_libraries() if os.path.basename(p).startswith("lib")
+                                   and any(k in os.path.basename(p).lower() for k in keys)]
+        _BLAS_SCAN["modules"] = len(sys.modules)
+    return list(_BLAS_SCAN["libraries"])
 
 
 def limit_blas_threads(n: int) -> int:

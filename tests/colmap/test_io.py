@@ -143,6 +143,19 @@ def _repeated_observation(m):
     return m
 
 
+def _nan_in_a_later_image(m):
+    row = 3  # a 2-D point in the middle of image record 3: the message names that image
+    return _corrupt(m, "points2D_xy", (int(m.points2D_offsets[row]) + 5, 1), np.nan)
+
+
+def _duplicate_image_id(m):
+    return _corrupt(m, "image_ids", 4, m.image_ids[1])
+
+
+BAD_MODELS["NaN 2-D point of a later image"] = (_nan_in_a_later_image, r"images.bin: image \d+ \(record 3\): 2-D point 5 "
+                                                r"has non-finite coordinates")
+BAD_MODELS["duplicate image id"] = (_duplicate_image_id, r"images.bin: image \d+ \(record 4\): duplicate image id "
+                                                         r"\(also record 1\)")
 BAD_MODELS["repeated observation"] = (_repeated_observation, r"points3D.bin: point3D \d+ \(record 0\): track element 1 "
                                       r"repeats an observation already in a track")
 BAD_MODELS["point3D_id out of range"] = (_point3D_id_out_of_range, r"images.bin: image \d+ \(record \d+\): 2-D point "
@@ -204,3 +217,14 @@ def test_missing_and_incomplete_folders(tmp_path, video7_dir):
     (folder / "images.bin").unlink()
     with pytest.raises(ColmapFormatError, match="incomplete binary model: images.bin missing"):
         read_model(folder)
+
+
+def test_ids_out_of_order_are_accepted(video7_dir, tmp_path):
+    m = _copy(read_model(video7_dir))
+    a, b = int(m.image_ids[0]), int(m.image_ids[1])
+    m.image_ids[0], m.image_ids[1] = b, a  # the first two images swap ids; the tracks follow
+    first, second = m.track_image_ids == a, m.track_image_ids == b
+    m.track_image_ids[first], m.track_image_ids[second] = b, a
+    back = read_model(_write_raw(m, tmp_path / "swapped"))
+    assert back.image_ids[:2].tolist() == [b, a]
+    assert np.array_equal(back.track_image_ids, m.track_image_ids)

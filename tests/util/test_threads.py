@@ -156,3 +156,16 @@ def test_fork_while_another_thread_is_solving(bal_path, sequential):
     finally:
         release.set()
         solver.join(300)
+
+
+def test_the_blas_scan_is_kept_until_a_module_is_imported(monkeypatch):
+    import sys
+    import types
+
+    from sparselm.util import threads
+
+    real = threads.loaded_blas_libraries()
+    monkeypatch.setattr(threads, "mapped_libraries", lambda: ["/opt/x/libfakeblas.so"])
+    assert threads.loaded_blas_libraries() == real  # no new module: the last scan stands
+    monkeypatch.setitem(sys.modules, "sparselm_test_freshly_imported", types.ModuleType("fresh"))
+    assert threads.loaded_blas_libraries() == ["/opt/x/libfakeblas.so"]  # a new module: scanned again

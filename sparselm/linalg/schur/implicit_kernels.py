@@ -26,6 +26,7 @@ import numba
 import numpy as np
 
 from sparselm.linalg.schur.pcg import invert_point
+from sparselm.linalg.schur.unrolled import cacheable_kernel
 
 
 @numba.njit(parallel=True, cache=True)
@@ -132,11 +133,8 @@ def points_with_repeated_blocks(inst_ptr, block, n_f):
     return out
 
 
-@lru_cache(maxsize=None)
-def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_sizes: tuple, e_offset: int):
-    """(eliminate, product, back_substitute) for one residual group's slot structure, all compile-time
-    constants: residuals of size m, eliminated blocks of size ke in Jacobian columns e_offset..; the slots
-    that can hold f-blocks, their first Jacobian column and size."""
+def slot_helpers(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_sizes: tuple, e_offset: int) -> dict:
+    """The inlined per-instance products of :func:`jacobian_schur_kernels`, by name, for one slot structure."""
     n_fs = len(f_slots)
 
     @numba.njit(cache=True)
@@ -215,7 +213,24 @@ def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_
                     s += jac[i, r, of + a] * jac[i, r, e_offset + c]
                 out[a, c] = s
 
-    @numba.njit(parallel=True, cache=True)
+    return dict(jf_times=jf_times, add_jf_transpose_times=add_jf_transpose_times, je_times=je_times,
+                add_je_transpose_times=add_je_transpose_times, small_matvec=small_matvec,
+                add_lower_product=add_lower_product, w_block=w_block)
+
+
+@lru_cache(maxsize=None)
+def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_sizes: tuple, e_offset: int):
+    """(eliminate, product, back_substitute) for one residual group's slot structure, all compile-time
+    constants: residuals of size m, eliminated blocks of size ke in Jacobian columns e_offset..; the slots
+    that can hold f-blocks, their first Jacobian column and size.
+
+    The per-instance helpers (:func:`slot_helpers`) reach the three kernels as globals bound by
+    :func:`~sparselm.linalg.schur.unrolled.cacheable_kernel`, not as closure cells, so that numba's disk
+    cache finds the kernels again in the next process (only the sizes stay in the cells)."""
+    n_fs = len(f_slots)
+    helpers = slot_helpers(m, ke, f_slots, f_offsets, f_sizes, e_offset)
+    parallel = numba.njit(parallel=True, cache=True)
+
     def eliminate(chunk_pts, inst_ptr, block, n_f, jac, v, diagonal, e_col0, gradient, repeated, schur_jacobi,
                   v_inv, vg, w_work, vec_work, p_priv, rhs_priv, failures):
         for ch in numba.prange(chunk_pts.shape[0] - 1):
@@ -260,7 +275,6 @@ def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_
                                     w_block(jac, i2, f_offsets[k2], kj, w2)
                                     add_lower_product(y, w2, kj, pp[b])
 
-    @numba.njit(parallel=True, cache=True)
     def product(chunk_pts, inst_ptr, block, n_f, jac, v_inv, x_pad, vec_work, y_priv):
         """y_priv[ch] = the chunk's part of W V^-1 W^T x, per f-block (padded); x given per f-block."""
         for ch in numba.prange(chunk_pts.shape[0] - 1):
@@ -279,7 +293,6 @@ def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_
                     je_times(jac, i, t, u)
                     add_jf_transpose_times(jac, i, block, n_f, u, yp)
 
-    @numba.njit(parallel=True, cache=True)
     def back_substitute(chunk_pts, inst_ptr, block, n_f, jac, v_inv, gradient, e_col0, x_pad, vec_work, step):
         """step_p = -V_p^-1 (g_p + W_p^T step_f) for every point; step_f given per f-block in x_pad."""
         for ch in numba.prange(chunk_pts.shape[0] - 1):
@@ -297,4 +310,4 @@ def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_
                 for c in range(ke):
                     step[c0 + c] = -t[c]
 
-    return eliminate, product, back_substitute
+    return tuple(cacheable_kernel(kernel, parallel, **helpers) for kernel in (eliminate, product, back_substitute))

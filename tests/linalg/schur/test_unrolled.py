@@ -47,3 +47,36 @@ def test_non_finite_values_propagate():
     with slp_vectorization():
         _apply(fn, out, a, 0, np.ones((2, 3)), 0)
     assert np.isnan(out[:, 2]).all() and np.isfinite(out[:, :2]).all()
+
+
+_SOLVE_AND_COUNT_CACHE_MISSES = """
+import gc, json
+from numba.core.dispatcher import Dispatcher
+import sparselm
+from sparselm.bal import build_problem, synthetic_problem
+for solver in ("dense_schur", "sparse_schur", "iterative_schur"):
+    sparselm.solve(build_problem(synthetic_problem(6, 60, seed=3).initial), linear_solver=solver,
+                   max_iterations=2, threads=2)
+misses = {}
+for obj in gc.get_objects():
+    if isinstance(obj, Dispatcher) and obj.signatures and type(obj._cache).__name__ != "NullCache":
+        missed = sum(obj.stats.cache_misses.values())
+        if missed:
+            misses[obj.py_func.__module__ + "." + obj.py_func.__qualname__] = missed
+print(json.dumps(misses))
+"""
+
+
+def test_schur_kernels_load_from_the_disk_cache_in_a_new_process():
+    """Every cache=True kernel a Schur solve compiles, the generated ones included, is found in numba's
+    disk cache by the next process (a kernel whose cache key changes per process would be compiled
+    again in every process: seconds per solve)."""
+    import json
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", _SOLVE_AND_COUNT_CACHE_MISSES], capture_output=True, text=True,
+                           timeout=600) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert json.loads(runs[1].stdout.strip().splitlines()[-1]) == {}
