@@ -135,7 +135,8 @@ def report(data) -> str:
              "first linearisation | s / LM iteration | CG per LM iteration | load average (1 min, before / after) |",
              "|" + "---|" * 12]
     for r in runs:
-        lines.append(f"| {r['n_obs']:,} | {r['n_cameras']:,} | {r['n_points']:,} | {r['linear_solver']}"
+        lines.append(f"| {r['n_obs']:,} | {r['n_cameras']:,} | {r['n_points']:,} | "
+                     f"{'auto -> ' if r.get('spec', {}).get('linear_solver') == 'auto' else ''}{r['linear_solver']}"
                      f"{'' if r.get('numpy_hugepage', True) else ' (numpy huge pages off)'} | "
                      f"{r['bytes_per_observation']:.0f} | {r['bytes_per_observation_with_input']:.0f} | "
                      f"{r['peak_rss_mb'] / 1024:.2f} GiB | {r['setup_s']:.2f} s | {r['first_linearization_s']:.2f} s | "
