@@ -32,6 +32,7 @@ from sparselm.core.problem import Problem
 from sparselm.manifolds.tangent import ambient_to_tangent, apply_tangent_step
 from sparselm.residuals.numeric import numeric_jacobian
 from sparselm.core.layout import Layout, accumulate_gradient_and_column_norms, model_decrease
+from sparselm.util import pages
 from sparselm.util.numerics import all_finite
 from sparselm.util.timing import PhaseTimer
 
@@ -88,12 +89,12 @@ class Evaluator:
         self._whiten_work: List[np.ndarray] = []  # (n, m) scratch, only for per-instance matrix weights
         for rg, rl in zip(problem.residual_groups, layout.residuals):
             n, m = rg.n_instances, rg.residual_size
-            jac = np.zeros((n, m, rl.jacobian_width))
-            self.residuals.append(np.zeros((n, m)))
+            jac = pages.zeros((n, m, rl.jacobian_width))
+            self.residuals.append(pages.zeros((n, m)))
             self.jacobians.append(jac)
             tangent_views = [jac[:, :, o:o + k] for o, k in zip(rl.slot_offset, rl.slot_size)]
             self._kernel_views.append(self._ambient_views(rg, rl, tangent_views))
-            self._trial_residuals.append(np.zeros((n, m)))
+            self._trial_residuals.append(pages.zeros((n, m)))
             matrix_weight = isinstance(rl.sqrt_information, np.ndarray) and rl.sqrt_information.ndim == 3
             self._whiten_work.append(np.zeros((n, m) if matrix_weight else (0, m)))
         self.gradient = np.zeros(layout.n_columns)
