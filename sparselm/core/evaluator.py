@@ -31,7 +31,9 @@ from sparselm.core.loss import plain_cost, robust_correct, robust_cost
 from sparselm.core.problem import Problem
 from sparselm.manifolds.tangent import ambient_to_tangent, apply_tangent_step
 from sparselm.residuals.numeric import numeric_jacobian
-from sparselm.core.layout import Layout, accumulate_gradient_and_column_norms, jacobian_times_vector
+from sparselm.core.layout import Layout, accumulate_gradient_and_column_norms, model_decrease
+from sparselm.util import pages
+from sparselm.util.numerics import all_finite
 from sparselm.util.timing import PhaseTimer
 
 
@@ -84,16 +86,17 @@ class Evaluator:
         self._kernel_views: List[Tuple[np.ndarray, ...]] = []
         self._conversions: List[list] = []  # per group: (parameter group, block index, ambient view, tangent view)
         self._trial_residuals: List[np.ndarray] = []
-        self._jd: List[np.ndarray] = []
+        self._whiten_work: List[np.ndarray] = []  # (n, m) scratch, only for per-instance matrix weights
         for rg, rl in zip(problem.residual_groups, layout.residuals):
             n, m = rg.n_instances, rg.residual_size
-            jac = np.zeros((n, m, rl.jacobian_width))
-            self.residuals.append(np.zeros((n, m)))
+            jac = pages.zeros((n, m, rl.jacobian_width))
+            self.residuals.append(pages.zeros((n, m)))
             self.jacobians.append(jac)
             tangent_views = [jac[:, :, o:o + k] for o, k in zip(rl.slot_offset, rl.slot_size)]
             self._kernel_views.append(self._ambient_views(rg, rl, tangent_views))
-            self._trial_residuals.append(np.zeros((n, m)))
-            self._jd.append(np.zeros((n, m)))
+            self._trial_residuals.append(pages.zeros((n, m)))
+            matrix_weight = isinstance(rl.sqrt_information, np.ndarray) and rl.sqrt_information.ndim == 3
+            self._whiten_work.append(np.zeros((n, m) if matrix_weight else (0, m)))
         self.gradient = np.zeros(layout.n_columns)
         self.column_norms = np.zeros(layout.n_columns)
         self._jacobian_kernels = [_jacobian_kernel(problem, rg) for rg in problem.residual_groups]
@@ -145,7 +148,8 @@ class Evaluator:
             if jacobian is not None:
                 jacobian *= a[:, None, None]
         else:
-            _whiten_matrices(a, residuals, jacobian if jacobian is not None else np.zeros((0, 0, 0)), self._jd[g])
+            _whiten_matrices(a, residuals, jacobian if jacobian is not None else np.zeros((0, 0, 0)),
+                             self._whiten_work[g])
 
     def cost_at(self, values: Dict[str, np.ndarray]) -> float:
         """Cost 1/2 sum rho(|r'_i|^2) at ``values`` (NaN if any residual is not finite)."""
@@ -201,7 +205,7 @@ class Evaluator:
         return total
 
     def _check_finite(self, g, rg, res, jac):
-        if np.isfinite(res).all() and np.isfinite(jac).all():
+        if all_finite(res) and all_finite(jac):
             return
         bad = ~np.isfinite(res).all(axis=1) | ~np.isfinite(jac).all(axis=(1, 2))
         i = int(self.layout.residuals[g].order[np.flatnonzero(bad)].min())
@@ -227,12 +231,8 @@ class Evaluator:
     def model_cost_change(self, step: np.ndarray) -> float:
         """Decrease of the linear model, L(0) - L(step) = -(J step)^T (r + J step / 2)."""
         lay = self.layout
-        total = 0.0
-        for g, rl in enumerate(lay.residuals):
-            jd = self._jd[g]
-            jacobian_times_vector(rl.block, rl.slot_offset, lay.block_col, lay.block_size, self.jacobians[g], step, jd)
-            total -= float(np.vdot(jd, self.residuals[g] + 0.5 * jd))
-        return total
+        return sum(float(model_decrease(rl.block, rl.slot_offset, lay.block_col, lay.block_size, self.jacobians[g],
+                                        self.residuals[g], step)) for g, rl in enumerate(lay.residuals))
 
     def in_user_order(self, g: int, array: np.ndarray) -> np.ndarray:
         """A per-instance array of residual group g (internal order) in the user's order."""

@@ -218,23 +218,28 @@ def accumulate_gradient_and_column_norms(use_ptr, use_instance, use_slot, slot_o
 
 
 @numba.njit(parallel=True, cache=True)
-def jacobian_times_vector(block, slot_offset, block_col, block_size, jacobian, x, out):
-    """out[i] = sum_j J_ij x[cols(block[i, j])] for each instance i: (n, m)."""
-    n, m = out.shape
+def model_decrease(block, slot_offset, block_col, block_size, jacobian, residuals, x):
+    """-(J x)^T (r + J x / 2) summed over the instances: the decrease of the linear model
+    1/2 |r + J x|^2 from x = 0 to x. Each (J x)_ir is formed where it is used, so nothing is stored
+    per instance."""
+    n, m = residuals.shape
     n_slots = block.shape[1]
+    total = 0.0
     for i in numba.prange(n):
+        part = 0.0
         for r in range(m):
-            out[i, r] = 0.0
-        for j in range(n_slots):
-            b = block[i, j]
-            if b < 0:
-                continue
-            c0 = block_col[b]
-            off = slot_offset[j]
-            for c in range(block_size[b]):
-                xc = x[c0 + c]
-                for r in range(m):
-                    out[i, r] += jacobian[i, r, off + c] * xc
+            jx = 0.0
+            for j in range(n_slots):
+                b = block[i, j]
+                if b < 0:
+                    continue
+                c0 = block_col[b]
+                off = slot_offset[j]
+                for c in range(block_size[b]):
+                    jx += jacobian[i, r, off + c] * x[c0 + c]
+            part += jx * (residuals[i, r] + 0.5 * jx)
+        total -= part
+    return total
 
 
 # ---------------------------------------------------------------------------------------------

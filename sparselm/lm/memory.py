@@ -154,9 +154,10 @@ def estimate_memory(problem: Problem, linear_solver_name: str, layout=None, *, t
     for rg in problem.residual_groups:
         n, m = rg.n_instances, rg.residual_size
         s = rg.residual_type.n_slots
-        res += 3 * n * m * F8
         sqrt_info = rg.sqrt_information
         sqrt_bytes = sqrt_info.size * F8 if isinstance(sqrt_info, np.ndarray) else 0
+        matrix_weight = isinstance(sqrt_info, np.ndarray) and sqrt_info.ndim == 3
+        res += (3 if matrix_weight else 2) * n * m * F8  # residuals, trial residuals, whitening scratch
         # order, index, data, sqrt_information copies, block ids, use lists (instance, slot), permutation
         lay += (n + n * s + rg.data.size + n * s + 2 * n * s + n) * F8 + sqrt_bytes
         if rg.residual_type.jacobian_kernel is None:

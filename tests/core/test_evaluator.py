@@ -157,7 +157,7 @@ def test_model_cost_change_and_apply_step(rng):
     c.ev.linearize(c.values())
     step = 1e-3 * rng.normal(size=c.layout.n_columns)
     # L(0) - L(d) = -(J d)^T (r + J d / 2), with J d from a central directional derivative of the
-    # whitened residual vector (independent of the Jacobian kernels and of jacobian_times_vector).
+    # whitened residual vector (independent of the Jacobian kernels and of layout.model_decrease).
     def residual_vector(v):
         x, e = c.from_free(v)
         c.ev.linearize(c.values(x, e))

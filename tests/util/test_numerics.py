@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from sparselm.util.numerics import combined_norm, stable_norm, unit_rows
+from sparselm.util.numerics import all_finite, combined_norm, stable_norm, unit_rows
 
 
 def exact_norm(values) -> float:
@@ -63,3 +63,16 @@ def test_colmap_rotation_vector_of_a_quaternion_with_huge_or_tiny_entries():
     np.testing.assert_allclose(expected, [[np.pi / 2, 0.0, 0.0]], rtol=1e-15)
     for scale in (1e200, 1e-200):
         np.testing.assert_allclose(rotvec_from_quaternion(np.array([[scale, scale, 0.0, 0.0]])), expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_finds_one_bad_entry_anywhere(bad):
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(1000, 2, 12)) * 1e150
+    assert all_finite(values)
+    for flat_index in (0, 7, values.size - 1):
+        v = values.copy()
+        v.reshape(-1)[flat_index] = bad
+        assert not all_finite(v)
+        assert all_finite(v[:, :, ::2]) == (flat_index % 2 == 1)  # a strided view: only even columns seen
+    assert all_finite(np.zeros((0, 2)))

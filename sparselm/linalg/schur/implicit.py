@@ -24,7 +24,9 @@ import numpy as np
 from sparselm.core.layout import build_block_pattern, slot_pairs
 from sparselm.linalg.base import LinearSolution, LinearSolver
 from sparselm.linalg.schur.block_pcg import BlockPCG
-from sparselm.linalg.schur.implicit_kernels import jacobian_schur_kernels, points_with_repeated_blocks
+from sparselm.linalg.schur.implicit_kernels import (diagonal_u_targets, instance_points, jacobian_schur_kernels,
+                                                    point_instance_ranges, points_with_repeated_blocks,
+                                                    slot_block_counts)
 from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization
 from sparselm.linalg.schur.unrolled import slp_vectorization
 from sparselm.linalg.schur.pcg import chunk_by_work, csr_matvec_dot, gather_values, implicit_kernels, symmetric_csr
@@ -36,13 +38,15 @@ def eliminated_group_index(layout) -> Optional[int]:
     """The residual group that alone touches the eliminated blocks, each instance at most once and always
     in the same slot; None when there is none, several, or the eliminated blocks differ in size."""
     n_f = layout.n_reduced_blocks
-    if n_f in (0, layout.n_blocks) or np.unique(layout.block_size[n_f:]).size != 1:
+    e_sizes = layout.block_size[n_f:]
+    if n_f in (0, layout.n_blocks) or (e_sizes != e_sizes[0]).any():
         return None
-    touching = [g for g, rl in enumerate(layout.residuals) if (rl.block >= n_f).any()]
+    counts = [slot_block_counts(rl.block, n_f) for rl in layout.residuals]
+    touching = [g for g, (e_in_slot, _, _, _) in enumerate(counts) if e_in_slot.any()]
     if len(touching) != 1:
         return None
-    is_e = layout.residuals[touching[0]].block >= n_f
-    if (is_e.sum(axis=1) > 1).any() or np.flatnonzero(is_e.any(axis=0)).size != 1:
+    e_in_slot, _, multi_e, _ = counts[touching[0]]
+    if multi_e or np.count_nonzero(e_in_slot) != 1:
         return None  # an instance touching two eliminated blocks, or eliminated blocks in two slots
     return touching[0]
 
@@ -82,31 +86,29 @@ class ImplicitSchur(LinearSolver):
         f_col, f_size = lay.block_col[:n_f], lay.block_size[:n_f]
         threads = numba.get_num_threads()
         # per residual group: e-slot and e-block of each instance (group g_e only), U targets
-        self._e_slot, self._e_local, self._u_target, self._combos = [], [], [], []
+        self._e_slot, self._e_local, self._combos = [], [], []
         u_keys = [np.arange(n_f, dtype=np.int64) * (n_f + 1)]
+        counts = [slot_block_counts(rl.block, n_f) for rl in lay.residuals]
+        e_col = int(np.flatnonzero(counts[g_e][0])[0])  # the slot holding the eliminated blocks
         for g, rl in enumerate(lay.residuals):
             n = rl.block.shape[0]
             dt = _index_dtype(max(n, n_e))
             if g == g_e:
-                is_e = rl.block >= n_f
-                has = is_e.any(axis=1)
-                e_slot = np.where(has, np.argmax(is_e, axis=1), -1).astype(dt)
-                e_local = np.where(has, rl.block[np.arange(n), np.maximum(e_slot, 0)] - n_f, -1).astype(dt)
+                e_slot, e_local = np.empty(n, dtype=dt), np.empty(n, dtype=dt)
+                if instance_points(rl.block, e_col, n_f, e_slot, e_local):
+                    raise AssertionError("ImplicitSchur: instances are not sorted by eliminated block")
             else:
                 e_slot = e_local = np.broadcast_to(np.array(-1, dtype=dt), (n,))
             self._e_slot.append(e_slot)
             self._e_local.append(e_local)
-            if self._joins_kept_blocks(rl.block, n_f):
+            if counts[g][3]:  # some instance touches two f-blocks: U has off-diagonal blocks
                 inst, sa, sb = slot_pairs(rl.block, n_f)
                 u_keys.append(np.maximum(rl.block[inst, sa], rl.block[inst, sb]) * n_f
                               + np.minimum(rl.block[inst, sa], rl.block[inst, sb]))
         self.pattern = build_block_pattern(np.concatenate(u_keys), f_col, f_size)
         for g, rl in enumerate(lay.residuals):
-            self._combos.append(self._u_targets(rl.block, n_f))
-        e_local = self._e_local[g_e]
-        if (np.diff(e_local.astype(np.int64)) < 0).any():
-            raise AssertionError("ImplicitSchur: instances are not sorted by eliminated block")
-        self._inst_ptr = np.searchsorted(e_local, np.arange(n_e + 1), side="left").astype(np.int64)
+            self._combos.append(self._u_targets(rl.block, n_f, counts[g][1] > 0))
+        self._inst_ptr = point_instance_ranges(self._e_local[g_e], n_e)
         block_e = lay.residuals[g_e].block
         self._repeated = points_with_repeated_blocks(self._inst_ptr, block_e, n_f)
         n_chunks = max(1, min(threads, n_e))
@@ -116,7 +118,6 @@ class ImplicitSchur(LinearSolver):
                             for g, rl in enumerate(lay.residuals)]
         m = self.evaluator.residuals[g_e].shape[1]
         rl_e = lay.residuals[g_e]
-        e_col = int(np.flatnonzero((rl_e.block >= n_f).any(axis=0))[0])
         f_slots = tuple(j for j in range(rl_e.block.shape[1]) if j != e_col)
         self._eliminate, self._product, self._back_substitute = jacobian_schur_kernels(
             m, ke, f_slots, tuple(int(rl_e.slot_offset[j]) for j in f_slots),
@@ -150,30 +151,26 @@ class ImplicitSchur(LinearSolver):
         self.pcg = BlockPCG(f_col, f_size, kf, self.options, termination, padded=True)
         self.termination = termination
 
-    @staticmethod
-    def _joins_kept_blocks(block, n_f) -> bool:
-        """True when some instance touches two f-blocks (then U has off-diagonal blocks)."""
-        return bool((((block >= 0) & (block < n_f)).sum(axis=1) > 1).any())
-
-    def _u_targets(self, block, n_f):
-        """(combo_a, combo_b, u_target): slot pairs that can both hold f-blocks and, per instance, the U
-        block (index into the U pattern's targets) receiving J_a^T J_b, or -1."""
+    def _u_targets(self, block, n_f, f_in_slot):
+        """(combo_a, combo_b, u_target): slot pairs that can both hold f-blocks (``f_in_slot``: per slot,
+        whether some instance has an f-block there) and, per instance, the U block (index into the U
+        pattern's targets) receiving J_a^T J_b, or -1."""
         n, n_slots = block.shape
+        combos = [(a, b) for a in range(n_slots) for b in range(a, n_slots) if f_in_slot[a] and f_in_slot[b]]
+        combo_a = np.array([c[0] for c in combos], dtype=np.int64)
+        combo_b = np.array([c[1] for c in combos], dtype=np.int64)
+        u_target = np.empty((n, len(combos)), dtype=_index_dtype(self.pattern.n_targets))
+        if self.pattern.n_targets == n_f:  # targets ordered by column block: diagonal block b is b
+            diagonal_u_targets(block, n_f, combo_a, combo_b, u_target)
+            return combo_a, combo_b, u_target
+        u_target.fill(-1)
         is_f = (block >= 0) & (block < n_f)
-        combos = [(a, b) for a in range(n_slots) for b in range(a, n_slots) if is_f[:, a].any() and is_f[:, b].any()]
-        u_target = np.full((n, len(combos)), -1, dtype=_index_dtype(self.pattern.n_targets))
-        diagonal_only = self.pattern.n_targets == n_f  # targets ordered by column block: diagonal block b is b
         for q, (a, b) in enumerate(combos):
-            if diagonal_only:
-                if a == b:
-                    np.copyto(u_target[:, q], block[:, a], where=is_f[:, a], casting="unsafe")
-                continue
             ok = np.flatnonzero(is_f[:, a] & is_f[:, b])
             hi = np.maximum(block[ok, a], block[ok, b])
             lo = np.minimum(block[ok, a], block[ok, b])
             u_target[ok, q] = self.pattern.targets_of(hi, lo)
-        return (np.array([c[0] for c in combos], dtype=np.int64), np.array([c[1] for c in combos], dtype=np.int64),
-                u_target)
+        return combo_a, combo_b, u_target
 
     # -- per linearisation ----------------------------------------------------------------------
     def linearize(self) -> None:

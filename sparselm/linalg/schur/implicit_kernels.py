@@ -29,13 +29,98 @@ from sparselm.linalg.schur.pcg import invert_point
 from sparselm.linalg.schur.unrolled import cacheable_kernel
 
 
+@numba.njit(parallel=True, cache=True)
+def slot_block_counts(block, n_f):
+    """One pass over a residual group's (n, n_slots) block ids, for the set-up's structural tests:
+    (instances holding an eliminated block (id >= n_f) per slot, the same for kept blocks
+    (0 <= id < n_f), instances holding more than one eliminated block, instances holding more than
+    one kept block)."""
+    n, n_slots = block.shape
+    e_in_slot = np.zeros(n_slots, dtype=np.int64)
+    f_in_slot = np.zeros(n_slots, dtype=np.int64)
+    for j in range(n_slots):
+        n_e = 0
+        n_k = 0
+        for i in numba.prange(n):
+            b = block[i, j]
+            if b >= n_f:
+                n_e += 1
+            elif b >= 0:
+                n_k += 1
+        e_in_slot[j] = n_e
+        f_in_slot[j] = n_k
+    multi_e = 0
+    multi_f = 0
+    for i in numba.prange(n):
+        k_e = 0
+        k_f = 0
+        for j in range(n_slots):
+            b = block[i, j]
+            if b >= n_f:
+                k_e += 1
+            elif b >= 0:
+                k_f += 1
+        if k_e > 1:
+            multi_e += 1
+        if k_f > 1:
+            multi_f += 1
+    return e_in_slot, f_in_slot, multi_e, multi_f
+
+
+@numba.njit(parallel=True, cache=True)
+def instance_points(block, e_col, n_f, e_slot, e_local):
+    """For the group whose eliminated blocks are all in slot ``e_col``: per instance its e-slot
+    (``e_col``, or -1 without one) and its point (block id - n_f, or -1), written into the given
+    arrays; returns the number of instances out of order (0 when sorted by point, instances
+    without a point first)."""
+    n = block.shape[0]
+    unsorted = 0
+    for i in numba.prange(n):
+        b = block[i, e_col]
+        p = b - n_f if b >= n_f else -1
+        e_local[i] = p
+        e_slot[i] = e_col if p >= 0 else -1
+        if i > 0:
+            b0 = block[i - 1, e_col]
+            if (b0 - n_f if b0 >= n_f else -1) > p:
+                unsorted += 1
+    return unsorted
+
+
 @numba.njit(cache=True)
+def point_instance_ranges(e_local, n_e):
+    """(n_e + 1,) start of each point's run of instances in ``e_local`` (sorted, -1 first)."""
+    inst_ptr = np.zeros(n_e + 1, dtype=np.int64)
+    none = 0
+    for i in range(e_local.shape[0]):
+        p = e_local[i]
+        if p < 0:
+            none += 1
+        else:
+            inst_ptr[p + 1] += 1
+    inst_ptr[0] = none
+    for p in range(n_e):
+        inst_ptr[p + 1] += inst_ptr[p]
+    return inst_ptr
+
+
+@numba.njit(parallel=True, cache=True)
+def diagonal_u_targets(block, n_f, combo_a, combo_b, u_target):
+    """u_target[i, q] = the kept block of instance i in slot combo_a[q] when combo_a[q] == combo_b[q]
+    (U's diagonal block, when U has no other blocks), else -1."""
+    for i in numba.prange(block.shape[0]):
+        for q in range(combo_a.shape[0]):
+            b = block[i, combo_a[q]]
+            u_target[i, q] = b if combo_a[q] == combo_b[q] and 0 <= b < n_f else -1
+
+
+@numba.njit(parallel=True, cache=True)
 def points_with_repeated_blocks(inst_ptr, block, n_f):
     """(n_e,) True for a point whose uses (instance, f-slot) name one f-block more than once."""
     n_e = inst_ptr.shape[0] - 1
     out = np.zeros(n_e, dtype=np.bool_)
     n_slots = block.shape[1]
-    for p in range(n_e):
+    for p in numba.prange(n_e):
         for i in range(inst_ptr[p], inst_ptr[p + 1]):
             for j in range(n_slots):
                 b = block[i, j]
