@@ -97,8 +97,8 @@ class Evaluator:
             self._trial_residuals.append(pages.zeros((n, m)))
             matrix_weight = isinstance(rl.sqrt_information, np.ndarray) and rl.sqrt_information.ndim == 3
             self._whiten_work.append(np.zeros((n, m) if matrix_weight else (0, m)))
-        self.gradient = np.zeros(layout.n_columns)
-        self.column_norms = np.zeros(layout.n_columns)
+        self.gradient = pages.zeros(layout.n_columns)
+        self.column_norms = pages.zeros(layout.n_columns)
         self._jacobian_kernels = [_jacobian_kernel(problem, rg) for rg in problem.residual_groups]
         self._constant_coordinates = [
             np.concatenate([problem.parameter_groups[g].constant_coordinates for g in rg.groups])

@@ -30,6 +30,7 @@ from sparselm.linalg.schur.implicit_kernels import (diagonal_u_targets, instance
 from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization
 from sparselm.linalg.schur.unrolled import slp_vectorization
 from sparselm.linalg.schur.pcg import chunk_by_work, csr_matvec_dot, gather_values, implicit_kernels, symmetric_csr
+from sparselm.util import pages
 
 PRECONDITIONERS = ("schur_jacobi", "jacobi")
 
@@ -94,7 +95,7 @@ class ImplicitSchur(LinearSolver):
             n = rl.block.shape[0]
             dt = _index_dtype(max(n, n_e))
             if g == g_e:
-                e_slot, e_local = np.empty(n, dtype=dt), np.empty(n, dtype=dt)
+                e_slot, e_local = pages.zeros(n, dtype=dt), pages.zeros(n, dtype=dt)
                 if instance_points(rl.block, e_col, n_f, e_slot, e_local):
                     raise AssertionError("ImplicitSchur: instances are not sorted by eliminated block")
             else:
@@ -128,15 +129,15 @@ class ImplicitSchur(LinearSolver):
         self._no_cells = [np.broadcast_to(np.array(-1, dtype=np.int64), rl.block.shape) for rl in lay.residuals]
         self._no_first = [np.broadcast_to(np.array(False), rl.block.shape) for rl in lay.residuals]
         # per linearisation
-        self.v = np.zeros((n_e, ke, ke))
+        self.v = pages.zeros((n_e, ke, ke))
         self.u_values = np.zeros(self.pattern.nnz)
         self._u_blocks = np.arange(self.pattern.n_targets, dtype=np.int64)
         self._u_priv = np.zeros((n_chunks, self.pattern.n_targets, kf, kf))
         self._g_priv = np.zeros((n_chunks, n_r))
         self._n_priv = np.zeros((n_chunks, n_r))
         # per trial
-        self.v_inv = np.zeros((n_e, ke, ke))
-        self.vg = np.zeros((n_e, ke))
+        self.v_inv = pages.zeros((n_e, ke, ke))
+        self.vg = pages.zeros((n_e, ke))
         schur_pc = self.preconditioner == "schur_jacobi"
         self._p_priv = np.zeros((n_chunks if schur_pc else 0, n_f, kf, kf))
         self._rhs_priv = np.zeros((n_chunks, n_f, kf))
@@ -145,7 +146,7 @@ class ImplicitSchur(LinearSolver):
         self._vec_work = np.zeros((n_chunks, 3, max(m, ke)))
         self._failures = np.zeros(n_chunks, dtype=np.int64)
         self.rhs = np.zeros(n_r)
-        self.step = np.zeros(lay.n_columns)
+        self.step = pages.zeros(lay.n_columns)
         self._indptr, self._indices, self._src, self._diag_slot = symmetric_csr(self.pattern)
         self._data = np.zeros(self._src.shape[0])
         self.pcg = BlockPCG(f_col, f_size, kf, self.options, termination, padded=True)
