@@ -47,8 +47,10 @@ class DistributedEvaluator(Evaluator):
     def cost_at(self, values: Dict[str, np.ndarray]) -> float:
         return self.comm.sum(super().cost_at(values), "cost")
 
-    def linearize(self, values: Dict[str, np.ndarray], gradient: bool = True) -> float:
-        """As :meth:`Evaluator.linearize`, collectively: NonFiniteError on every rank if on any."""
+    def linearize(self, values: Dict[str, np.ndarray], gradient: bool = True, check_jacobian: bool = True) -> float:
+        """As :meth:`Evaluator.linearize`, collectively: NonFiniteError on every rank if on any. The
+        Jacobian is always checked here (``check_jacobian`` is ignored): a later local check could
+        stop one rank and not the others."""
         message = ""
         try:
             local = super().linearize(values, gradient)

@@ -64,8 +64,9 @@ class VectorObjective:
         self._last_x, self._last_f = x.copy(), f
         return f
 
-    def linearize(self, values, gradient: bool = True) -> float:
-        """Jacobian, loss correction, gradient and column norms at ``values['x']``; returns the cost."""
+    def linearize(self, values, gradient: bool = True, check_jacobian: bool = True) -> float:
+        """Jacobian, loss correction, gradient and column norms at ``values['x']``; returns the cost.
+        (``check_jacobian`` is ignored: the Jacobian is checked as it is evaluated.)"""
         x = values[POINT]
         f = self._residuals(x)
         self.jacobian_at(x, f)
