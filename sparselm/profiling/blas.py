@@ -89,11 +89,20 @@ def _in_python_tree(path: str) -> bool:
     return "site-packages" in path or "dist-packages" in path or ".libs/" in path
 
 
+def open_loaded(path: str) -> ctypes.CDLL:
+    """A handle on an already loaded library (RTLD_NOLOAD; OSError if it is not loaded), local scope.
+
+    Never RTLD_GLOBAL: that would promote the library and its dependencies to the global symbol scope,
+    so that an extension loaded later binds to them. Promoting CHOLMOD made pymetis's METIS calls land
+    in the system METIS that CHOLMOD links (another build: "Incorrect ufactor", then heap corruption)."""
+    return ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0))
+
+
 def _openblas_probe(path: str) -> Dict[str, object]:
     """Version string and thread count of an already loaded OpenBLAS (any symbol prefix/suffix)."""
     out: Dict[str, object] = {}
     try:
-        lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
+        lib = open_loaded(path)
     except OSError:
         return out
     for prefix in ("openblas", "scipy_openblas"):
@@ -117,7 +126,7 @@ def _openblas_probe(path: str) -> Dict[str, object]:
 
 def _mkl_threads(path: str) -> Optional[int]:
     try:
-        lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
+        lib = open_loaded(path)
         f = lib.MKL_Get_Max_Threads
     except (OSError, AttributeError):
         return None

@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Any, Dict, List, Optional
 
-from sparselm.profiling.blas import blas_info, blas_summary, mapped_libraries, run_command
+from sparselm.profiling.blas import blas_info, blas_summary, mapped_libraries, open_loaded, run_command
 from sparselm.profiling.jit import numba_cache_status
 
 
@@ -33,7 +33,7 @@ def _dist_version(name: str) -> Optional[str]:
 def _c_version(path: str, symbol: str) -> Optional[str]:
     """x.y.z from a SuiteSparse ``int f(int version[3])`` function of an already loaded library."""
     try:
-        lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
+        lib = open_loaded(path)
         f = getattr(lib, symbol)
     except (OSError, AttributeError):
         return None

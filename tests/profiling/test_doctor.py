@@ -191,3 +191,29 @@ def test_doctor_help_and_usage_error(capsys):
     assert cli_main(["doctor", "--bogus"]) == 2
     _, err = capsys.readouterr()
     assert err.strip().splitlines()[-1] == "sparselm: error: unrecognized arguments: --bogus"
+
+
+_DOCTOR_THEN_METIS = """
+import numpy as np
+import sparselm
+from sparselm.bal import build_problem, synthetic_problem
+from sparselm.profiling.doctor import doctor_report
+sparselm.solve(build_problem(synthetic_problem(30, 200, seed=3).initial), linear_solver="sparse_schur",
+               ordering="metis", max_iterations=2)  # CHOLMOD and the METIS it links are loaded and used
+doctor_report()  # reads versions out of the loaded CHOLMOD and BLAS libraries
+import pymetis
+n = 40  # a ring: METIS cuts it into 4 arcs of 10
+adjacency = [[(i - 1) % n, (i + 1) % n] for i in range(n)]
+_, parts = pymetis.part_graph(4, adjacency=adjacency, options=pymetis.Options(seed=0))
+print(sorted(np.bincount(parts, minlength=4).tolist()))
+"""
+
+
+def test_doctor_leaves_the_loaded_libraries_private():
+    """The doctor opens CHOLMOD and BLAS without promoting their symbols to the global scope: promoted,
+    CHOLMOD's METIS captured pymetis's calls in the same process (another METIS build: 'Incorrect
+    ufactor', then heap corruption at exit)."""
+    pytest.importorskip("pymetis")
+    run = subprocess.run([sys.executable, "-c", _DOCTOR_THEN_METIS], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[10, 10, 10, 10]"
