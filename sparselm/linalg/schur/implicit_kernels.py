@@ -226,13 +226,18 @@ def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_
 
     The per-instance helpers (:func:`slot_helpers`) reach the three kernels as globals bound by
     :func:`~sparselm.linalg.schur.unrolled.cacheable_kernel`, not as closure cells, so that numba's disk
-    cache finds the kernels again in the next process (only the sizes stay in the cells)."""
+    cache finds the kernels again in the next process. numba keys a cached kernel by its code and its
+    closure cells, not its globals: every kernel therefore reads all six parameters (a never-taken
+    branch), so that they are cells and two specialisations never share a cache entry (they did: a
+    3-row, 2-column-point problem loaded BA's product kernel and wrote past its arrays)."""
     n_fs = len(f_slots)
     helpers = slot_helpers(m, ke, f_slots, f_offsets, f_sizes, e_offset)
     parallel = numba.njit(parallel=True, cache=True)
 
     def eliminate(chunk_pts, inst_ptr, block, n_f, jac, v, diagonal, e_col0, gradient, repeated, schur_jacobi,
                   v_inv, vg, w_work, vec_work, p_priv, rhs_priv, failures):
+        if m + ke + e_offset + len(f_slots) + len(f_offsets) + len(f_sizes) < 0:  # the cache key: see above
+            return
         for ch in numba.prange(chunk_pts.shape[0] - 1):
             failures[ch] = 0
             rp = rhs_priv[ch]
@@ -277,6 +282,8 @@ def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_
 
     def product(chunk_pts, inst_ptr, block, n_f, jac, v_inv, x_pad, vec_work, y_priv):
         """y_priv[ch] = the chunk's part of W V^-1 W^T x, per f-block (padded); x given per f-block."""
+        if m + ke + e_offset + len(f_slots) + len(f_offsets) + len(f_sizes) < 0:  # the cache key: see above
+            return
         for ch in numba.prange(chunk_pts.shape[0] - 1):
             yp = y_priv[ch]
             yp[:] = 0.0
@@ -295,6 +302,8 @@ def jacobian_schur_kernels(m: int, ke: int, f_slots: tuple, f_offsets: tuple, f_
 
     def back_substitute(chunk_pts, inst_ptr, block, n_f, jac, v_inv, gradient, e_col0, x_pad, vec_work, step):
         """step_p = -V_p^-1 (g_p + W_p^T step_f) for every point; step_f given per f-block in x_pad."""
+        if m + ke + e_offset + len(f_slots) + len(f_offsets) + len(f_sizes) < 0:  # the cache key: see above
+            return
         for ch in numba.prange(chunk_pts.shape[0] - 1):
             s = vec_work[ch, 0]
             t = vec_work[ch, 1]

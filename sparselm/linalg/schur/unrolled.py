@@ -121,7 +121,9 @@ def cacheable_kernel(py_func: Callable, decorator: Callable, **accumulators) -> 
     numba's on-disk cache keys a closure by the pickled contents of its cells, and a dispatcher
     pickles with a per-process id: a kernel that captured a generated accumulator was compiled
     again in every process. Bound as globals (resolved at compile time) they leave the key to the
-    code and to the remaining cells (the block sizes), which are the same in every process."""
+    code and to the remaining cells (the block sizes), which are the same in every process. The key
+    ignores globals: every parameter that changes the bound accumulators must also be a cell of
+    ``py_func`` (read in its body), or two specialisations share one cache entry."""
     namespace = dict(py_func.__globals__, **accumulators)
     rebound = types.FunctionType(py_func.__code__, namespace, py_func.__name__, py_func.__defaults__,
                                  py_func.__closure__)
