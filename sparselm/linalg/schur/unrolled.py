@@ -28,6 +28,12 @@ import numba
 
 CONTRACT = {"contract"}
 _SLP_VARIABLE = "NUMBA_SLP_VECTORIZE"
+#: whether :func:`slp_vectorization` turns the SLP pass on. Off: with it on, a process that compiled the
+#: Schur kernels itself ended a solve a few ulps away from processes that loaded the same kernels from
+#: numba's disk cache (three processes, one empty cache: the first differed, the other two agreed; with
+#: the switch off all three agree), which breaks the bitwise reproducibility promise. The cause was not
+#: found; the kernels keep their straight-line form, so turning this on again is one line once it is.
+SLP_ENABLED = False
 
 
 @contextlib.contextmanager
@@ -36,6 +42,9 @@ def slp_vectorization() -> Iterator[None]:
 
     Wrap every call of a kernel that inlines :func:`outer_product_accumulator`: the first call
     compiles (or loads the cached machine code), later calls only pay the attribute flip."""
+    if not SLP_ENABLED:
+        yield
+        return
     # numba re-reads its NUMBA_* environment at the first compilation after one of them changed (as
     # importing sparselm does when numba was imported first), which would reset SLP_VECTORIZE to the
     # environment's value: the environment says 1 too inside the block. (Calling reload_config here

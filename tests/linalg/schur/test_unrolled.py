@@ -7,6 +7,7 @@ import numba
 import numpy as np
 import pytest
 
+from sparselm.linalg.schur import unrolled
 from sparselm.linalg.schur.unrolled import (gradient_accumulator, outer_product_accumulator, slp_vectorization,
                                             transposed_product_accumulator)
 
@@ -87,7 +88,8 @@ def test_gradient_accumulator_adds_j_transpose_r_and_column_norms(n_cols, depth)
     np.testing.assert_array_equal(norms[untouched], n0[untouched])
 
 
-def test_slp_switch_is_restored_even_after_an_error():
+def test_slp_switch_is_restored_even_after_an_error(monkeypatch):
+    monkeypatch.setattr(unrolled, "SLP_ENABLED", True)
     before = numba.config.SLP_VECTORIZE
     with pytest.raises(RuntimeError):
         with slp_vectorization():
@@ -97,6 +99,7 @@ def test_slp_switch_is_restored_even_after_an_error():
 
 
 def test_slp_setting_survives_numba_rereading_its_environment(monkeypatch):
+    monkeypatch.setattr(unrolled, "SLP_ENABLED", True)
     # numba re-reads the NUMBA_* variables at the first compilation after one changed (importing
     # sparselm after numba changes NUMBA_THREADING_LAYER); that must not switch SLP off again
     monkeypatch.setenv("NUMBA_DEBUG_CACHE", "0")
