@@ -15,6 +15,17 @@ family (the AVX-512 width is not used). ``benchmarks/bench_schur_kernels.py`` me
 Only FMA contraction is allowed (``fastmath={"contract"}``): no reassociation, no assumptions
 about NaN or infinity, so a non-finite input still propagates and is detected by the callers.
 Results may differ from the loop form in the last bits (a fused multiply-add rounds once).
+
+Bitwise reproducibility across processes rests on one rule: every generated sum is a chain
+``((start + p0) + p1) + ...`` in which each addition has exactly one product operand
+(:func:`fused_chain`), so contraction has a single choice, fma(p_k, previous). In ``a*b + c*d``
+either product may be fused, and which one LLVM fuses depends on the code around it. numba
+optimises a parallel kernel's loop body twice: once as a library of its own, which is what the
+process that compiled the kernel runs, and again inside the kernel that links it, whose machine
+code goes to the disk cache and is what every later process runs. With the SLP vectoriser on, the
+two optimisations fused different products of ``a0*b0 + a1*b1 + a2*b2``, and a solve in the
+compiling process ended a few ulps away from the same solve in processes that loaded the cache.
+Hand-written kernel loops already have the chain form (``s += a * b``).
 """
 from __future__ import annotations
 
@@ -28,12 +39,6 @@ import numba
 
 CONTRACT = {"contract"}
 _SLP_VARIABLE = "NUMBA_SLP_VECTORIZE"
-#: whether :func:`slp_vectorization` turns the SLP pass on. Off: with it on, a process that compiled the
-#: Schur kernels itself ended a solve a few ulps away from processes that loaded the same kernels from
-#: numba's disk cache (three processes, one empty cache: the first differed, the other two agreed; with
-#: the switch off all three agree), which breaks the bitwise reproducibility promise. The cause was not
-#: found; the kernels keep their straight-line form, so turning this on again is one line once it is.
-SLP_ENABLED = False
 
 
 @contextlib.contextmanager
@@ -42,9 +47,6 @@ def slp_vectorization() -> Iterator[None]:
 
     Wrap every call of a kernel that inlines :func:`outer_product_accumulator`: the first call
     compiles (or loads the cached machine code), later calls only pay the attribute flip."""
-    if not SLP_ENABLED:
-        yield
-        return
     # numba re-reads its NUMBA_* environment at the first compilation after one of them changed (as
     # importing sparselm does when numba was imported first), which would reset SLP_VECTORIZE to the
     # environment's value: the environment says 1 too inside the block. (Calling reload_config here
@@ -62,6 +64,12 @@ def slp_vectorization() -> Iterator[None]:
         numba.config.SLP_VECTORIZE = old
 
 
+def fused_chain(start: str, products: list[str]) -> str:
+    """Source of ``((start + p0) + p1) + ...``: each addition has one product operand (see the module
+    docstring). ``start`` is the accumulator or ``0.0``, which LLVM may not fold away without ``nsz``."""
+    return " + ".join([start, *products])
+
+
 def _source(n_rows: int, n_cols: int, depth: int, assign: bool, lower: bool) -> str:
     """Python source of ``accumulate(out, a, a_off, b, b_off)``:
     out[c, r] (+)= sum_k a[k, a_off + r] * b[k, b_off + c]  (r < n_rows, c < n_cols; r >= c if lower)."""
@@ -69,11 +77,21 @@ def _source(n_rows: int, n_cols: int, depth: int, assign: bool, lower: bool) -> 
     for k in range(depth):
         lines += [f"    a{k}_{r} = a[{k}, a_off + {r}]" for r in range(n_rows)]
         lines += [f"    b{k}_{c} = b[{k}, b_off + {c}]" for c in range(n_cols)]
-    op = "=" if assign else "+="
     for c in range(n_cols):
         for r in range(c if lower else 0, n_rows):
-            lines.append(f"    out[{c}, {r}] {op} " + " + ".join(f"a{k}_{r} * b{k}_{c}" for k in range(depth)))
+            start = "0.0" if assign else f"out[{c}, {r}]"
+            lines.append(f"    out[{c}, {r}] = " + fused_chain(start, [f"a{k}_{r} * b{k}_{c}" for k in range(depth)]))
     return "\n".join(lines) + "\n"
+
+
+def _inlined(source: str, name: str):
+    """numba's always-inlined, contracting compilation of the function ``accumulate`` in ``source``; the
+    dispatcher keeps the text as ``generated_source`` (tests check the :func:`fused_chain` form)."""
+    namespace: dict = {}
+    exec(compile(source, name, "exec"), namespace)  # noqa: S102 - our own generated source
+    dispatcher = numba.njit(inline="always", fastmath=CONTRACT)(namespace["accumulate"])
+    dispatcher.generated_source = source
+    return dispatcher
 
 
 @lru_cache(maxsize=None)
@@ -85,11 +103,9 @@ def outer_product_accumulator(n_rows: int, n_cols: int, depth: int, assign: bool
     is read before ``out`` is written. ``assign``: store the product instead of adding it (a first
     contribution: ``out`` need not be zeroed). ``lower``: only the entries r >= c (a symmetric
     product A^T A whose upper part nobody reads); the others are left untouched."""
-    namespace: dict = {}
     variant = (" assign" if assign else "") + (" lower" if lower else "")
-    name = f"<outer_product_accumulator {n_rows}x{n_cols}x{depth}{variant}>"
-    exec(compile(_source(n_rows, n_cols, depth, assign, lower), name, "exec"), namespace)  # noqa: S102 - our own source
-    return numba.njit(inline="always", fastmath=CONTRACT)(namespace["accumulate"])
+    return _inlined(_source(n_rows, n_cols, depth, assign, lower),
+                    f"<outer_product_accumulator {n_rows}x{n_cols}x{depth}{variant}>")
 
 
 @lru_cache(maxsize=None)
@@ -101,11 +117,8 @@ def transposed_product_accumulator(n_rows: int, depth: int):
     lines = ["def accumulate(out, a, x, x_off):"]
     lines += [f"    x{k} = x[x_off + {k}]" for k in range(depth)]
     lines += [f"    a{k}_{r} = a[{k}, {r}]" for k in range(depth) for r in range(n_rows)]
-    lines += [f"    out[{r}] += " + " + ".join(f"a{k}_{r} * x{k}" for k in range(depth)) for r in range(n_rows)]
-    namespace: dict = {}
-    exec(compile("\n".join(lines) + "\n", f"<transposed_product_accumulator {n_rows}x{depth}>", "exec"),  # noqa: S102
-         namespace)
-    return numba.njit(inline="always", fastmath=CONTRACT)(namespace["accumulate"])
+    lines += [f"    out[{r}] += " + fused_chain("0.0", [f"a{k}_{r} * x{k}" for k in range(depth)]) for r in range(n_rows)]
+    return _inlined("\n".join(lines) + "\n", f"<transposed_product_accumulator {n_rows}x{depth}>")
 
 
 @lru_cache(maxsize=None)
@@ -117,11 +130,9 @@ def gradient_accumulator(n_cols: int, depth: int):
     lines += [f"    r{k} = res[{k}]" for k in range(depth)]
     lines += [f"    j{k}_{a} = jac[{k}, j_off + {a}]" for k in range(depth) for a in range(n_cols)]
     for a in range(n_cols):
-        lines.append(f"    grad[g_off + {a}] += " + " + ".join(f"j{k}_{a} * r{k}" for k in range(depth)))
-        lines.append(f"    norms[g_off + {a}] += " + " + ".join(f"j{k}_{a} * j{k}_{a}" for k in range(depth)))
-    namespace: dict = {}
-    exec(compile("\n".join(lines) + "\n", f"<gradient_accumulator {n_cols}x{depth}>", "exec"), namespace)  # noqa: S102
-    return numba.njit(inline="always", fastmath=CONTRACT)(namespace["accumulate"])
+        lines.append(f"    grad[g_off + {a}] += " + fused_chain("0.0", [f"j{k}_{a} * r{k}" for k in range(depth)]))
+        lines.append(f"    norms[g_off + {a}] += " + fused_chain("0.0", [f"j{k}_{a} * j{k}_{a}" for k in range(depth)]))
+    return _inlined("\n".join(lines) + "\n", f"<gradient_accumulator {n_cols}x{depth}>")
 
 
 def cacheable_kernel(py_func: Callable, decorator: Callable, **accumulators) -> Callable:
@@ -132,7 +143,9 @@ def cacheable_kernel(py_func: Callable, decorator: Callable, **accumulators) -> 
     again in every process. Bound as globals (resolved at compile time) they leave the key to the
     code and to the remaining cells (the block sizes), which are the same in every process. The key
     ignores globals: every parameter that changes the bound accumulators must also be a cell of
-    ``py_func`` (read in its body), or two specialisations share one cache entry."""
+    ``py_func`` (read in its body), or two specialisations share one cache entry. numba invalidates a
+    cache entry when the kernel's own file changes, not this one: after editing a generator here,
+    delete the ``*.nbi``/``*.nbc`` files of the kernels that bind it."""
     namespace = dict(py_func.__globals__, **accumulators)
     rebound = types.FunctionType(py_func.__code__, namespace, py_func.__name__, py_func.__defaults__,
                                  py_func.__closure__)

@@ -1,13 +1,15 @@
 """The straight-line block products (issue 18): A^T B accumulated into a block, against numpy, for
 the shapes the Schur kernels use and a few others, with offsets, the assigning and lower-only
-variants, A^T x into a vector, J^T r with column norms; and the SLP switch restores numba's setting."""
+variants, A^T x into a vector, J^T r with column norms; every generated sum in the fused-chain form
+that keeps processes bitwise equal; and the SLP switch restores numba's setting."""
 from __future__ import annotations
+
+import ast
 
 import numba
 import numpy as np
 import pytest
 
-from sparselm.linalg.schur import unrolled
 from sparselm.linalg.schur.unrolled import (gradient_accumulator, outer_product_accumulator, slp_vectorization,
                                             transposed_product_accumulator)
 
@@ -88,8 +90,30 @@ def test_gradient_accumulator_adds_j_transpose_r_and_column_norms(n_cols, depth)
     np.testing.assert_array_equal(norms[untouched], n0[untouched])
 
 
-def test_slp_switch_is_restored_even_after_an_error(monkeypatch):
-    monkeypatch.setattr(unrolled, "SLP_ENABLED", True)
+def _additions_with_two_products(source: str) -> list[str]:
+    """The additions in ``source`` whose both operands are products (contraction could fuse either)."""
+    def is_product(node):
+        return isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult)
+    return [ast.unparse(node) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add)
+            and is_product(node.left) and is_product(node.right)]
+
+
+@pytest.mark.parametrize("accumulator", [
+    outer_product_accumulator(9, 9, 3), outer_product_accumulator(9, 9, 3, assign=True),
+    outer_product_accumulator(3, 9, 2, lower=True), outer_product_accumulator(9, 9, 2, assign=True, lower=True),
+    transposed_product_accumulator(9, 3), gradient_accumulator(9, 2), gradient_accumulator(3, 3)])
+def test_every_generated_addition_has_one_product_operand(accumulator):
+    source = accumulator.generated_source
+    assert " * " in source and " + " in source
+    assert _additions_with_two_products(source) == []
+
+
+def test_two_product_additions_are_detected():  # the check above can fail
+    assert _additions_with_two_products("x = a * b + c * d + e") == ["a * b + c * d"]
+
+
+def test_slp_switch_is_restored_even_after_an_error():
     before = numba.config.SLP_VECTORIZE
     with pytest.raises(RuntimeError):
         with slp_vectorization():
@@ -99,7 +123,6 @@ def test_slp_switch_is_restored_even_after_an_error(monkeypatch):
 
 
 def test_slp_setting_survives_numba_rereading_its_environment(monkeypatch):
-    monkeypatch.setattr(unrolled, "SLP_ENABLED", True)
     # numba re-reads the NUMBA_* variables at the first compilation after one changed (importing
     # sparselm after numba changes NUMBA_THREADING_LAYER); that must not switch SLP off again
     monkeypatch.setenv("NUMBA_DEBUG_CACHE", "0")
