@@ -75,6 +75,8 @@ def schur_items(ctx: MemoryContext) -> SchurCounts:
     local = {g.name: np.cumsum(~g.constant) - 1 for g in problem.parameter_groups.values()}
     cells = np.zeros(n_e, dtype=np.int64)  # per e-block: its (instance, free f-slot) uses, an upper bound of its cells
     cell_e, cell_f = [], []
+    dense_targets = lower_dense(n_f)
+    may_count_pairs = dense_targets * kf * kf * F8 > EXACT_PAIRS_ABOVE  # else the bound below is used as is
     u_pairs = u_entries = 0  # f-f blocks of instances touching two f-blocks (none in BA)
     for rg in problem.residual_groups:
         f_slots = [j for j, g in enumerate(rg.groups) if not c.eliminate[g]]
@@ -93,11 +95,11 @@ def schur_items(ctx: MemoryContext) -> SchurCounts:
             f_idx = rg.index[:, jf]
             ok = e_free & ~f_group.constant[f_idx]
             cells += np.bincount(e_id[ok], minlength=n_e)
-            cell_e.append(e_id[ok])
-            cell_f.append((f_base[f_group.name] + local[f_group.name][f_idx[ok]]).astype(e_id.dtype))
+            if may_count_pairs:
+                cell_e.append(e_id[ok])
+                cell_f.append((f_base[f_group.name] + local[f_group.name][f_idx[ok]]).astype(e_id.dtype))
     n_cells = int(cells.sum())
     n_pairs = int(np.sum(cells * (cells + 1) // 2))
-    dense_targets = lower_dense(n_f)
     bound = n_f + int(np.sum(cells * (cells - 1) // 2)) + u_pairs
     if min(bound, dense_targets) * kf * kf * F8 <= EXACT_PAIRS_ABOVE or not cell_e:
         n_targets = min(bound, dense_targets)

@@ -31,7 +31,7 @@ import numpy as np
 from sparselm.core.layout import BlockPattern, Layout, block_pattern_from_targets, counting_order
 from sparselm.linalg.schur.structure_kernels import (TARGET_TABLE_MAX_BLOCKS, f_slot_pairs, group_cells,
                                                      group_entries, group_maps, instance_e_blocks,
-                                                     pair_and_u_targets, s_pattern_columns, target_table)
+                                                     marked_s_pattern, pair_and_u_targets, s_pattern_columns)
 
 
 @dataclass
@@ -135,9 +135,12 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     # U's own blocks J_a^T J_b (BA: the camera diagonal), counted by their column block
     u_hi = np.concatenate([x[2] for x in entries])
     u_lo = np.concatenate([x[3] for x in entries])
-    u_ptr, u_order = counting_order(u_lo, n_f)
-    col_ptr, rows = s_pattern_columns(n_f, cells_of_e, cell_f, pair_start, u_ptr, u_order, u_hi)
-    table = target_table(col_ptr, rows) if n_f <= TARGET_TABLE_MAX_BLOCKS else np.zeros((0, 0), dtype=np.int64)
+    if n_f <= TARGET_TABLE_MAX_BLOCKS:
+        col_ptr, rows, table = marked_s_pattern(n_f, cells_of_e, cell_f, u_hi, u_lo)
+    else:
+        u_ptr, u_order = counting_order(u_lo, n_f)
+        col_ptr, rows = s_pattern_columns(n_f, cells_of_e, cell_f, pair_start, u_ptr, u_order, u_hi)
+        table = np.zeros((0, 0), dtype=np.int64)
     pair_target, u_flat = pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo, table)
     cols = np.repeat(np.arange(n_f, dtype=np.int64), np.diff(col_ptr))
     pattern = block_pattern_from_targets(rows, cols, layout.block_col[:n_f], layout.block_size[:n_f])

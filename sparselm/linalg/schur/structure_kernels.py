@@ -14,9 +14,11 @@ observation, cell or pair, and no global sort of keys:
   f(a) for every cell a sharing an e-block with a cell of b, plus U's own blocks): the pairs'
   rows bucketed by column in two sequential sweeps over the points, then deduplicated with a
   marker array and sorted per column;
+- :func:`marked_s_pattern`: the same pattern and its table of positions for few f-blocks (up to
+  ``TARGET_TABLE_MAX_BLOCKS``), by marking every pair's block in the table in one sweep;
 - :func:`pair_and_u_targets`: the S target of every cell pair and of every U contribution, in
-  point order (parallel over points): a look-up in an n_f x n_f table of positions when there are
-  few f-blocks (:func:`target_table`), else a binary search of the row among its column's sorted rows.
+  point order (parallel over points): a look-up in :func:`marked_s_pattern`'s table of positions
+  when there are few f-blocks, else a binary search of the row among its column's sorted rows.
   The pattern of S is small next to the points, so those searches stay in cache while the points'
   cells are read and their pairs' targets written sequentially (a sweep over S's columns instead
   jumped between points at random and was ~3x slower at 10^6 observations).
@@ -242,14 +244,42 @@ TARGET_TABLE_MAX_BLOCKS = 1024  # up to this many f-blocks, targets come from an
 
 
 @numba.njit(cache=True)
-def target_table(col_ptr, rows):
-    """(n_f, n_f) table: [b, r] = position of block row r in block column b of ``rows``, -1 if absent."""
-    n_f = col_ptr.shape[0] - 1
+def marked_s_pattern(n_f, cells_of_e, cell_f, u_hi, u_lo):
+    """(col_ptr, rows, table) of lower(S) for few f-blocks, in one sweep over the points and no bucket.
+
+    The same (col_ptr, rows) as :func:`s_pattern_columns`, and ``table``, n_f x n_f: [b, r] = position
+    of block row r in block column b of ``rows``, -1 if absent. Every block a cell pair or a U
+    contribution touches is marked in the table, then the marks are numbered column by column, rows
+    ascending."""
+    n_e = cells_of_e.shape[0] - 1
     table = np.full((n_f, n_f), -1, np.int64)
     for b in range(n_f):
-        for x in range(col_ptr[b], col_ptr[b + 1]):
-            table[b, rows[x]] = x
-    return table
+        table[b, b] = 0
+    for p in range(n_e):
+        first = cells_of_e[p]
+        n = cells_of_e[p + 1] - first
+        for lb in range(n):
+            b = cell_f[first + lb]
+            for la in range(lb + 1, n):
+                table[b, cell_f[first + la]] = 0  # cells are sorted by f-block: row >= column
+    for u in range(u_hi.shape[0]):
+        table[u_lo[u], u_hi[u]] = 0
+    col_ptr = np.zeros(n_f + 1, np.int64)
+    for b in range(n_f):
+        n = 0
+        for r in range(b, n_f):
+            if table[b, r] == 0:
+                n += 1
+        col_ptr[b + 1] = col_ptr[b] + n
+    rows = np.empty(col_ptr[n_f], np.int64)
+    x = 0
+    for b in range(n_f):
+        for r in range(b, n_f):
+            if table[b, r] == 0:
+                table[b, r] = x
+                rows[x] = r
+                x += 1
+    return col_ptr, rows, table
 
 
 @numba.njit(cache=True)
@@ -266,7 +296,7 @@ def pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo
     """(pair_target, u_target): the target id (position in ``rows``) of every cell pair, in point
     order (pair (la, lb), la >= lb, of e-block p is number pair_start[p] + la (la + 1) / 2 + lb;
     its block is (f(la), f(lb)), f(la) >= f(lb) as each point's cells are sorted by f-block), and of
-    every U contribution (block (u_hi, u_lo)). ``table``: :func:`target_table`, or an empty (0, 0)
+    every U contribution (block (u_hi, u_lo)). ``table``: :func:`marked_s_pattern`'s, or an empty (0, 0)
     array for binary searches (many f-blocks)."""
     n_e = cells_of_e.shape[0] - 1
     pair_target = np.empty(pair_start[-1], np.int64)

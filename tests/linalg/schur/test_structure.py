@@ -2,8 +2,9 @@
 construction from its definition: cells = distinct (e-block, f-block) pairs sharing a residual,
 the targets of lower(S) = every (f(a), f(b)) of two cells of one e-block plus U's own f-f blocks
 plus the diagonal, the target of every cell pair in point order, and each instance's cell and U
-target, and whether it is its cell's first contribution; the targets' table look-up against the binary
-search. Problems: BA with duplicate observations and constant blocks, plus a second residual group
+target, and whether it is its cell's first contribution, with S's pattern built both ways (marked in a
+table for few f-blocks, bucketed per column for many); the two pattern kernels and the targets' table
+look-up against the binary search on random cells. Problems: BA with duplicate observations and constant blocks, plus a second residual group
 touching two f-blocks and an e-block, and a group with no e-block (f-f only)."""
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from sparselm import ResidualType
 from sparselm.bal.camera import BAL_REPROJECTION
 from sparselm.bal.synthetic import synthetic_problem
 from sparselm.core.layout import build_layout, counting_order
+from sparselm.linalg.schur import structure
 from sparselm.linalg.schur.structure import SchurNotApplicable, build_schur_structure
-from sparselm.linalg.schur.structure_kernels import pair_and_u_targets, target_table
+from sparselm.linalg.schur.structure_kernels import marked_s_pattern, pair_and_u_targets, s_pattern_columns
 
 
 def _unused(*args):
@@ -70,8 +72,10 @@ def _reference(layout):
     return cells, by_e, sorted(s_keys, key=lambda k: (k[1], k[0]))
 
 
+@pytest.mark.parametrize("table_max_blocks", [structure.TARGET_TABLE_MAX_BLOCKS, 0], ids=["marked", "bucketed"])
 @pytest.mark.parametrize("seed, extra_groups", [(1, False), (2, True), (3, True)])
-def test_structure_matches_its_definition(seed, extra_groups):
+def test_structure_matches_its_definition(seed, extra_groups, table_max_blocks, monkeypatch):
+    monkeypatch.setattr(structure, "TARGET_TABLE_MAX_BLOCKS", table_max_blocks)
     layout = build_layout(_problem(seed, extra_groups))
     st = build_schur_structure(layout)
     n_f = layout.n_reduced_blocks
@@ -109,24 +113,33 @@ def test_structure_matches_its_definition(seed, extra_groups):
                     assert gm.u_target[i, q] == -1
 
 
-def test_target_table_and_binary_search_agree():
-    """Few f-blocks get their S targets from a table, many from binary searches: the same targets."""
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("seed", [5, 6])
+def test_marked_and_bucketed_patterns_and_their_targets_agree(seed):
+    """Few f-blocks: S's pattern marked in a table, targets looked up in it; many: bucketed per column,
+    targets by binary search. Random cells and U blocks: the same pattern and the same targets."""
+    rng = np.random.default_rng(seed)
     n_f, n_e = 12, 40
     cells_of_e = np.r_[0, np.cumsum(rng.integers(1, 5, n_e))].astype(np.int64)
     cell_f = np.concatenate([np.sort(rng.choice(n_f, k, replace=False)) for k in np.diff(cells_of_e)]).astype(np.int64)
     n = np.diff(cells_of_e)
     pair_start = np.r_[0, np.cumsum(n * (n + 1) // 2)].astype(np.int64)
-    rows, col_ptr = [], [0]
-    for b in range(n_f):  # column b of lower(S): every row block >= b (dense lower pattern)
-        rows += list(range(b, n_f))
-        col_ptr.append(len(rows))
-    rows, col_ptr = np.array(rows, dtype=np.int64), np.array(col_ptr, dtype=np.int64)
     u_lo = rng.integers(0, n_f, 20).astype(np.int64)
     u_hi = (u_lo + rng.integers(0, n_f, 20) % (n_f - u_lo)).astype(np.int64)
+    u_ptr, u_order = counting_order(u_lo, n_f)
+    col_ptr, rows = s_pattern_columns(n_f, cells_of_e, cell_f, pair_start, u_ptr, u_order, u_hi)
+    marked_ptr, marked_rows, table = marked_s_pattern(n_f, cells_of_e, cell_f, u_hi, u_lo)
+    np.testing.assert_array_equal(marked_ptr, col_ptr)
+    np.testing.assert_array_equal(marked_rows, rows)
+    assert col_ptr[-1] < n_f * (n_f + 1) // 2  # not every block is touched: the test sees absent ones
+    for b in range(n_f):
+        present = set(rows[col_ptr[b]:col_ptr[b + 1]].tolist())
+        for r in range(n_f):
+            assert (table[b, r] >= 0) == (r in present)
+            if r in present:
+                assert rows[table[b, r]] == r and col_ptr[b] <= table[b, r] < col_ptr[b + 1]
     args = (col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo)
     searched = pair_and_u_targets(*args, np.zeros((0, 0), dtype=np.int64))
-    looked_up = pair_and_u_targets(*args, target_table(col_ptr, rows))
+    looked_up = pair_and_u_targets(*args, table)
     for a, b in zip(searched, looked_up):
         np.testing.assert_array_equal(a, b)
     assert (searched[0] >= 0).all() and (searched[1] >= 0).all()
