@@ -344,12 +344,24 @@ def tiny_ba_problem():
     return build_problem(synthetic_problem(4, 60, observations_per_point=3.0, seed=1).initial)
 
 
+def tiny_ba_problems():
+    """Tiny bundle-adjustment Problems for warm-up solves, one per branch of the ``auto`` choice that
+    BAL problems take: 4 cameras (36 reduced columns: dense_schur at once) and 30 cameras (270: the
+    factor estimate decides, which loads CHOLMOD and its numba kernels)."""
+    from sparselm.bal import build_problem, synthetic_problem
+
+    return [tiny_ba_problem(), build_problem(synthetic_problem(30, 90, observations_per_point=4.0, seed=2).initial)]
+
+
 def warm_up(make_problem: Callable, linear_solver: str, threads: int, **options) -> float:
-    """Solve a tiny problem once (compiling or loading the numba kernels); returns its wall time."""
+    """Solve a tiny problem once (compiling or loading the numba kernels; ``make_problem`` may also return a
+    list of problems, each solved once); returns the wall time."""
     import sparselm
 
     t0 = time.perf_counter()
-    sparselm.solve(make_problem(), linear_solver=linear_solver, threads=threads, max_iterations=3, **options)
+    made = make_problem()
+    for problem in made if isinstance(made, list) else [made]:
+        sparselm.solve(problem, linear_solver=linear_solver, threads=threads, max_iterations=3, **options)
     return time.perf_counter() - t0
 
 

@@ -1,7 +1,10 @@
-"""sparselm.core.covisibility: kept blocks sharing eliminated blocks, counted once per pair."""
+"""sparselm.core.covisibility: kept blocks sharing eliminated blocks, counted once per pair; the lower
+pattern of it, marked in a table for few kept blocks and from the sparse product for many."""
 import numpy as np
+import pytest
 
-from sparselm.core.covisibility import covisibility
+from sparselm.core import covisibility as covisibility_module
+from sparselm.core.covisibility import covisibility, covisible_lower_pairs
 
 
 def test_counts_shared_eliminated_blocks_once_per_pair():
@@ -16,3 +19,18 @@ def test_counts_shared_eliminated_blocks_once_per_pair():
 def test_kept_block_without_eliminated_ones_is_isolated():
     c = covisibility(np.array([0, 1]), np.array([0, 0]), 3, 1).toarray()
     assert c[2].sum() == 0 and c[0, 1] == 1
+
+
+@pytest.mark.parametrize("dense_marks_max_kept", [covisibility_module.DENSE_MARKS_MAX_KEPT, 0], ids=["marked", "product"])
+def test_lower_pairs_are_the_lower_pattern_of_covisibility(dense_marks_max_kept, monkeypatch):
+    monkeypatch.setattr(covisibility_module, "DENSE_MARKS_MAX_KEPT", dense_marks_max_kept)
+    rng = np.random.default_rng(3)
+    n_kept, n_elim = 30, 200
+    kept = rng.integers(0, n_kept - 2, 700)  # the last two kept blocks see nothing
+    elim = rng.integers(0, n_elim, 700)
+    rows, cols = covisible_lower_pairs(kept, elim, n_kept, n_elim)
+    lower = np.tril(covisibility(kept, elim, n_kept, n_elim).toarray())
+    expected_cols, expected_rows = np.nonzero(lower.T)  # column by column, rows ascending
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(cols, expected_cols)
+    assert 0 < rows.size < n_kept * (n_kept + 1) // 2 and (rows >= cols).all()

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from sparselm.core.covisibility import covisibility
+from sparselm.core.covisibility import covisible_lower_pairs
 from sparselm.core.layout import Layout
 from sparselm.linalg.cholmod import CholmodFactor
 from sparselm.linalg.symbolic import capped_column_counts
@@ -87,7 +87,7 @@ def estimate_factor_nnz(solver_or_pattern, ordering: Optional[str] = None, cap: 
 
 def schur_block_pattern(layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
     """(row, col) kept-block pairs, row >= col, that share an eliminated block: the block pattern of
-    lower(S) beyond U's own blocks (:func:`sparselm.core.covisibility.covisibility` of the layout)."""
+    lower(S) beyond U's own blocks (:func:`sparselm.core.covisibility.covisible_lower_pairs` of the layout)."""
     n_f = layout.n_reduced_blocks
     n_e = layout.n_blocks - n_f
     kept, eliminated = [], []
@@ -98,8 +98,7 @@ def schur_block_pattern(layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
             ok = (f >= 0) & (f < n_f) & (e >= 0)
             eliminated.append(e[ok])
             kept.append(f[ok])
-    co = sp.tril(covisibility(np.concatenate(kept), np.concatenate(eliminated), n_f, n_e)).tocoo()
-    return co.row.astype(np.int64), co.col.astype(np.int64)
+    return covisible_lower_pairs(np.concatenate(kept), np.concatenate(eliminated), n_f, n_e)
 
 
 def estimate_schur_factor(layout: Layout, ordering: str = "amd") -> dict:

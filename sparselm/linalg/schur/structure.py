@@ -31,6 +31,7 @@ import numpy as np
 from sparselm.core.layout import BlockPattern, Layout, block_pattern_from_targets, counting_order
 from sparselm.linalg.schur.structure_kernels import (TARGET_TABLE_MAX_BLOCKS, f_slot_pairs, group_cells,
                                                      group_entries, group_maps, instance_e_blocks,
+                                                     instance_touching_two_eliminated,
                                                      marked_s_pattern, pair_and_u_targets, s_pattern_columns)
 
 
@@ -90,14 +91,14 @@ class SchurStructure:
 def schur_applicable(layout: Layout) -> bool:
     """True when there are e-blocks, of one size, and no residual block touches two of them."""
     try:
-        _e_slots(layout)
+        _eliminated_block_size(layout)
     except SchurNotApplicable:
         return False
     return True
 
 
-def _e_slots(layout: Layout):
-    """([(e_slot, e_local) per group], e_size); raises SchurNotApplicable."""
+def _eliminated_block_size(layout: Layout) -> int:
+    """ke, the size of every e-block; raises SchurNotApplicable (naming the first offending instance)."""
     n_f = layout.n_reduced_blocks
     if n_f == layout.n_blocks:
         raise SchurNotApplicable("no parameter group is marked eliminate=True (or all its blocks are constant)")
@@ -106,21 +107,20 @@ def _e_slots(layout: Layout):
     e_sizes = np.unique(layout.block_size[n_f:])
     if e_sizes.size != 1:
         raise SchurNotApplicable(f"eliminated blocks must all have one size, got sizes {e_sizes.tolist()}")
-    out = []
     for g, rl in enumerate(layout.residuals):
-        e_slot, e_local, bad = instance_e_blocks(rl.block, n_f)
+        bad = instance_touching_two_eliminated(rl.block, n_f)
         if bad >= 0:
             count = int((rl.block[bad] >= n_f).sum())
             raise SchurNotApplicable(f"residual group {g}, instance {bad} touches {count} eliminated blocks; "
                                      "Schur elimination needs at most one: use sparse_normal_cholesky")
-        out.append((e_slot, e_local))
-    return out, int(e_sizes[0])
+    return int(e_sizes[0])
 
 
 def build_schur_structure(layout: Layout) -> SchurStructure:
     """Build the cells, the pattern of lower(S) and the cell pairs' targets (once per problem)."""
-    slots, e_size = _e_slots(layout)
+    e_size = _eliminated_block_size(layout)
     n_f = layout.n_reduced_blocks
+    slots = [instance_e_blocks(rl.block, n_f) for rl in layout.residuals]  # (e_slot, e_local) per group
     n_e = layout.n_blocks - n_f
     # (e, f) entries of every (instance, f-slot) whose instance has an e-block -> cells
     combos, entries = [], []

@@ -3,7 +3,8 @@
 Used by :func:`sparselm.linalg.schur.structure.build_schur_structure`; no Python-level work per
 observation, cell or pair, and no global sort of keys:
 
-- :func:`instance_e_blocks`: each instance's eliminated block and the slot holding it (one pass);
+- :func:`instance_touching_two_eliminated`, :func:`instance_e_blocks`: whether Schur elimination
+  applies, then each instance's eliminated block and the slot holding it (one pass each);
 - :func:`f_slot_pairs`, :func:`group_entries`, :func:`group_maps`: each group's (e, f) entries and U
   contributions in instance order, and afterwards its maps from instances to cells and U targets;
 - :func:`group_cells`: the cells (distinct (e-block, f-block) pairs) by a counting sort of the
@@ -32,9 +33,24 @@ from sparselm.core.layout import counting_order
 
 
 @numba.njit(cache=True)
+def instance_touching_two_eliminated(block, n_f):
+    """The first instance whose blocks include two eliminated ones (ids >= n_f), or -1 (no allocation:
+    the ``auto`` choice asks this before any structure is built)."""
+    n, n_slots = block.shape
+    for i in range(n):
+        seen = False
+        for j in range(n_slots):
+            if block[i, j] >= n_f:
+                if seen:
+                    return i
+                seen = True
+    return -1
+
+
+@numba.njit(cache=True)
 def instance_e_blocks(block, n_f):
-    """(e_slot, e_local, bad): per instance the slot of its eliminated block and that block's local id
-    (-1, -1 when none); ``bad`` is the first instance touching two eliminated blocks, or -1."""
+    """(e_slot, e_local): per instance the slot of its eliminated block and that block's local id (-1, -1
+    when none; at most one per instance, see :func:`instance_touching_two_eliminated`)."""
     n, n_slots = block.shape
     e_slot = np.full(n, -1, np.int64)
     e_local = np.full(n, -1, np.int64)
@@ -42,11 +58,9 @@ def instance_e_blocks(block, n_f):
         for j in range(n_slots):
             b = block[i, j]
             if b >= n_f:
-                if e_slot[i] >= 0:
-                    return e_slot, e_local, i
                 e_slot[i] = j
                 e_local[i] = b - n_f
-    return e_slot, e_local, -1
+    return e_slot, e_local
 
 
 @numba.njit(cache=True)
