@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from sparselm.util.numerics import PARALLEL_MIN_ENTRIES
+
 LOSS_IDS = {"linear": 0, "huber": 1, "soft_l1": 2, "cauchy": 3, "arctan": 4}
 
 
@@ -92,9 +94,6 @@ def robust_cost(loss_id, scale, residuals):
     return total
 
 
-PARALLEL_COST_MIN_ENTRIES = 1 << 20  # below this a serial sum is faster than waking the worker threads
-
-
 @numba.njit(cache=True)
 def _sum_of_squares(residuals, start, stop):
     """sum |r_i|^2 over the instances start <= i < stop, in order."""
@@ -122,8 +121,8 @@ def _sum_of_squares_in_chunks(residuals, n_chunks):
 
 def plain_cost(residuals) -> float:
     """1/2 sum_i |r_i|^2 (the linear loss) of (n, m) residuals: serial when small, else one partial sum
-    per numba thread. The result depends on the thread count only above PARALLEL_COST_MIN_ENTRIES."""
-    if residuals.size < PARALLEL_COST_MIN_ENTRIES:
+    per numba thread. The result depends on the thread count only above PARALLEL_MIN_ENTRIES."""
+    if residuals.size < PARALLEL_MIN_ENTRIES:
         return 0.5 * _sum_of_squares(residuals, 0, residuals.shape[0])
     return 0.5 * _sum_of_squares_in_chunks(residuals, numba.get_num_threads())
 

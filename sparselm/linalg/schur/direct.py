@@ -26,7 +26,7 @@ from sparselm.linalg.flops import cholmod_factor_flops, dense_factor_flops, schu
 from sparselm.linalg.schur import memory as schur_memory
 from sparselm.linalg.schur.kernels import back_substitution_kernel
 from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization
-from sparselm.linalg.schur.eliminate import chunk_points_by_pairs, point_pass_kernels
+from sparselm.linalg.schur.eliminate import chunk_points_by_pairs, point_pass_kernel, reduce_chunks
 from sparselm.linalg.schur.structure import build_schur_structure
 from sparselm.linalg.schur.unrolled import slp_vectorization
 
@@ -50,7 +50,7 @@ class SchurSolver(LinearSolver):
             kf = int(lay.block_size[:st.n_f_blocks].max())
             n_chunks = schur_memory.chunk_count(numba.get_num_threads(), st.pattern.n_targets, kf)
             self._chunk_points = chunk_points_by_pairs(st.pair_start, n_chunks)
-            self._point_pass, self._reduce = point_pass_kernels(kf, ke)
+            self._point_pass = point_pass_kernel(kf, ke)
             self._back_substitute = back_substitution_kernel(kf, ke)
             self.v = np.empty((n_e, ke, ke))  # zeroed by every linearize(); w is stored by its first contribution
             self.v_inv = np.zeros((n_e, ke, ke))
@@ -100,9 +100,9 @@ class SchurSolver(LinearSolver):
             failures = int(self._failures.sum())
             if failures:
                 return self._failed(f"Schur: {failures} eliminated blocks not positive definite")
-            self._reduce(self._s_private, self._rhs_private, self.u_values, self._s_diagonal, diagonal, self._s_colptr,
-                         p.target_col, p.target_ncol, p.target_nrow, self._s_within, p.target_diag, lay.block_col,
-                         lay.block_size, g, self.s_values, self.rhs)
+            reduce_chunks(self._s_private, self._rhs_private, self.u_values, self._s_diagonal, diagonal, self._s_colptr,
+                          p.target_col, p.target_ncol, p.target_nrow, self._s_within, p.target_diag, lay.block_col,
+                          lay.block_size, g, self.s_values, self.rhs)
         step_f = self._solve_reduced()
         if step_f is None:
             return self._failed(f"{self.name}: reduced camera matrix not positive definite")

@@ -19,8 +19,9 @@ Everything p needs is contiguous (its V, its cells' W), so each point's data is 
 alternative, gathering per S block, rereads every cell once per pair and was ~3x slower on
 problem-16-22106 (memory-bound). Writes to S and rhs would race between points sharing a
 camera, so each chunk of points (one per thread, balanced by pair count, fixed at set-up)
-accumulates into a private block array; a second parallel loop over S blocks reduces the
-chunks in a fixed order, so results are bitwise reproducible for a given thread count.
+accumulates into a private block array; a second loop over S blocks (:func:`reduce_chunks`, parallel
+only when S is large enough to repay waking the threads) reduces the chunks in a fixed order, so
+results are bitwise reproducible for a given thread count.
 f-blocks smaller than kf are zero-padded in W and cost nothing extra in correctness.
 """
 from __future__ import annotations
@@ -40,10 +41,11 @@ def pair_update_flops(n_pairs: int, kf: int, ke: int) -> float:
 
 
 @lru_cache(maxsize=None)
-def point_pass_kernels(kf: int, ke: int):
-    """(eliminate_and_accumulate, reduce_chunks) specialised for f-block size kf, e-block size ke.
+def point_pass_kernel(kf: int, ke: int):
+    """eliminate_and_accumulate specialised for f-block size kf, e-block size ke (its chunks are summed
+    by :func:`reduce_chunks`).
 
-    Call eliminate_and_accumulate inside :func:`sparselm.linalg.schur.unrolled.slp_vectorization`."""
+    Call it inside :func:`sparselm.linalg.schur.unrolled.slp_vectorization`."""
     def eliminate_and_accumulate(chunk_points, v, diagonal, e_col0, gradient, cells_of_e, cell_f, pair_start,
                                  pair_target, w, v_inv, vg, z_work, chol_work, s_priv, rhs_priv, failures):
         # No allocation inside the prange body: numba may hoist it out of the loop and share it
@@ -137,30 +139,61 @@ def point_pass_kernels(kf: int, ke: int):
         pair_update=outer_product_accumulator(kf, kf, ke),
         diagonal_update=outer_product_accumulator(kf, kf, ke, lower=True))
 
-    @numba.njit(parallel=True, cache=True)
-    def reduce_chunks(s_priv, rhs_priv, u_values, diag_positions, diagonal, colptr, tcol, ncol, nrow, within,
-                      tdiag, block_col, block_size, gradient, s_values, rhs):
-        n_chunks = s_priv.shape[0]
-        for t in numba.prange(tcol.shape[0]):
-            for cc in range(ncol[t]):
-                base = colptr[tcol[t] + cc] + within[t] - cc
-                start = cc if tdiag[t] else 0
-                for rr in range(start, nrow[t]):
-                    s = u_values[base + rr]
-                    for ch in range(n_chunks):
-                        s -= s_priv[ch, t, cc, rr]
-                    s_values[base + rr] = s
-        for c in range(diag_positions.shape[0]):
-            s_values[diag_positions[c]] += diagonal[c]
-        for f in range(rhs_priv.shape[1]):  # the f-blocks only, few: serial, no second parallel region
-            c0 = block_col[f]
-            for a in range(block_size[f]):
-                s = -gradient[c0 + a]
-                for ch in range(n_chunks):
-                    s += rhs_priv[ch, f, a]
-                rhs[c0 + a] = s
+    return eliminate_and_accumulate
 
-    return eliminate_and_accumulate, reduce_chunks
+
+#: below this many scalar additions (S's lower blocks x kf^2 x chunks) the chunks are summed serially:
+#: less than waking numba's worker threads (0.1-0.2 ms per parallel region on a 2-core virtual machine)
+PARALLEL_REDUCE_MIN_ADDS = 1 << 18
+
+
+def reduce_chunks(s_priv, rhs_priv, u_values, diag_positions, diagonal, colptr, tcol, ncol, nrow, within, tdiag,
+                  block_col, block_size, gradient, s_values, rhs):
+    """S = U - sum of the chunks' private accumulators (+ the damping on its diagonal), and the reduced
+    right-hand side -g_f + sum of the chunks' ones; the per-entry sums run in chunk order either way."""
+    work = tcol.shape[0] * s_priv.shape[2] * s_priv.shape[3] * s_priv.shape[0]
+    subtract = _subtract_chunks_in_parallel if work >= PARALLEL_REDUCE_MIN_ADDS else _subtract_chunks
+    subtract(s_priv, u_values, colptr, tcol, ncol, nrow, within, tdiag, s_values)
+    _add_diagonal_and_rhs(rhs_priv, diag_positions, diagonal, block_col, block_size, gradient, s_values, rhs)
+
+
+@numba.njit(inline="always")
+def _subtract_chunks_at(t, s_priv, u_values, colptr, tcol, ncol, nrow, within, tdiag, s_values):
+    n_chunks = s_priv.shape[0]
+    for cc in range(ncol[t]):
+        base = colptr[tcol[t] + cc] + within[t] - cc
+        start = cc if tdiag[t] else 0
+        for rr in range(start, nrow[t]):
+            s = u_values[base + rr]
+            for ch in range(n_chunks):
+                s -= s_priv[ch, t, cc, rr]
+            s_values[base + rr] = s
+
+
+@numba.njit(cache=True)
+def _subtract_chunks(s_priv, u_values, colptr, tcol, ncol, nrow, within, tdiag, s_values):
+    for t in range(tcol.shape[0]):
+        _subtract_chunks_at(t, s_priv, u_values, colptr, tcol, ncol, nrow, within, tdiag, s_values)
+
+
+@numba.njit(parallel=True, cache=True)
+def _subtract_chunks_in_parallel(s_priv, u_values, colptr, tcol, ncol, nrow, within, tdiag, s_values):
+    for t in numba.prange(tcol.shape[0]):
+        _subtract_chunks_at(t, s_priv, u_values, colptr, tcol, ncol, nrow, within, tdiag, s_values)
+
+
+@numba.njit(cache=True)
+def _add_diagonal_and_rhs(rhs_priv, diag_positions, diagonal, block_col, block_size, gradient, s_values, rhs):
+    n_chunks = rhs_priv.shape[0]
+    for c in range(diag_positions.shape[0]):
+        s_values[diag_positions[c]] += diagonal[c]
+    for f in range(rhs_priv.shape[1]):
+        c0 = block_col[f]
+        for a in range(block_size[f]):
+            s = -gradient[c0 + a]
+            for ch in range(n_chunks):
+                s += rhs_priv[ch, f, a]
+            rhs[c0 + a] = s
 
 
 def chunk_points_by_pairs(pair_start: np.ndarray, n_chunks: int) -> np.ndarray:

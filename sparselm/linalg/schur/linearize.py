@@ -128,13 +128,14 @@ def linearize_kernel(m: int, kf: int, ke: int):
                             add_gradient_e=gradient_accumulator(ke, m), add_gradient_f=gradient_accumulator(kf, m))
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def reduce_linearization(u_priv, g_priv, n_priv, u_blocks, colptr, tcol, ncol, nrow, within, tdiag, u_values,
                          gradient, column_norms):
     """U's blocks (u_blocks: their S targets) in the lower S pattern = sum of chunks; gradient and
-    column norms of the f columns likewise. S entries outside U's blocks stay 0."""
+    column norms of the f columns likewise. S entries outside U's blocks stay 0. Serial: U has one
+    block per camera in BA, a few thousand kf x kf sums at most, less than waking the worker threads."""
     n_chunks = u_priv.shape[0]
-    for k in numba.prange(u_blocks.shape[0]):
+    for k in range(u_blocks.shape[0]):
         t = u_blocks[k]
         for cc in range(ncol[t]):
             base = colptr[tcol[t] + cc] + within[t] - cc
@@ -144,7 +145,7 @@ def reduce_linearization(u_priv, g_priv, n_priv, u_blocks, colptr, tcol, ncol, n
                 for ch in range(n_chunks):
                     s += u_priv[ch, k, cc, rr]
                 u_values[base + rr] = s
-    for c in range(g_priv.shape[1]):  # few columns: serial, no second parallel region
+    for c in range(g_priv.shape[1]):
         s = 0.0
         nn = 0.0
         for ch in range(n_chunks):
