@@ -29,7 +29,7 @@ target, again race-free.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numba
@@ -76,6 +76,9 @@ class Layout:
     n_reduced_columns: int
     constant_columns: np.ndarray        # (n_columns,) bool: coordinates held constant
     residuals: List[ResidualLayout]
+    #: results computed from the layout on demand and kept for the rest of the solve, by name (the
+    #: co-visibility pattern: :func:`sparselm.linalg.schur.factor_estimate.schur_block_pattern`)
+    derived: Dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_blocks(self) -> int:

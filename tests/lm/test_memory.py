@@ -134,9 +134,10 @@ def test_schur_counts_match_the_structure(monkeypatch, fix, exact):
     assert f"{st.n_pairs} cell pairs" in note
     assert est.items["schur: cell blocks"] == st.n_cells * kf * ke * 8 + 4 * st.n_cells * 8
     assert est.items["schur: point blocks"] == (2 * st.n_e_blocks * ke * ke + 2 * st.n_e_blocks * ke) * 8
-    if exact:
+    if exact:  # counted from the layout's co-visibility pattern, and without a layout by the marker count
         assert f"S has {st.pattern.n_targets} blocks" in note
         assert est.items["S values"] == 3 * st.pattern.nnz * 8 + n_r * 8
+        assert f"S has {st.pattern.n_targets} blocks" in estimate_memory(p, "sparse_schur", threads=2).notes[0]
     else:
         assert "S has at most" in note and est.items["S values"] >= 3 * st.pattern.nnz * 8 + n_r * 8
     assert "layout" not in est.items  # a layout that exists is not counted again

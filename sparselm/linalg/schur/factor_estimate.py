@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -87,18 +88,45 @@ def estimate_factor_nnz(solver_or_pattern, ordering: Optional[str] = None, cap: 
 
 def schur_block_pattern(layout: Layout) -> Tuple[np.ndarray, np.ndarray]:
     """(row, col) kept-block pairs, row >= col, that share an eliminated block: the block pattern of
-    lower(S) beyond U's own blocks (:func:`sparselm.core.covisibility.covisible_lower_pairs` of the layout)."""
-    n_f = layout.n_reduced_blocks
-    n_e = layout.n_blocks - n_f
-    kept, eliminated = [], []
-    for rl in layout.residuals:
-        e = np.where(rl.block >= n_f, rl.block - n_f, -1).max(axis=1)
-        for j in range(rl.block.shape[1]):
-            f = rl.block[:, j]
-            ok = (f >= 0) & (f < n_f) & (e >= 0)
-            eliminated.append(e[ok])
-            kept.append(f[ok])
-    return covisible_lower_pairs(np.concatenate(kept), np.concatenate(eliminated), n_f, n_e)
+    lower(S) beyond U's own blocks (:func:`sparselm.core.covisibility.covisible_lower_pairs` of the layout).
+
+    Computed once per layout and kept in ``layout.derived``: the ``auto`` choice's factor estimate and
+    the memory estimate's count of S's blocks both read it."""
+    if "schur_block_pattern" not in layout.derived:
+        n_f = layout.n_reduced_blocks
+        n_e = layout.n_blocks - n_f
+        pairs = [_incidences(rl.block, n_f) for rl in layout.residuals]
+        kept = np.concatenate([k for k, _ in pairs])
+        eliminated = np.concatenate([e for _, e in pairs])
+        layout.derived["schur_block_pattern"] = covisible_lower_pairs(kept, eliminated, n_f, n_e)
+    return layout.derived["schur_block_pattern"]
+
+
+@numba.njit(cache=True)
+def _incidences(block, n_f):
+    """(kept, eliminated local id) of every slot holding a kept block (id < n_f) in an instance that has an
+    eliminated block (id >= n_f; the largest, when an instance has several)."""
+    n, n_slots = block.shape
+    e_of = np.full(n, -1, np.int64)
+    count = 0
+    for i in range(n):
+        for j in range(n_slots):
+            if block[i, j] >= n_f:
+                e_of[i] = max(e_of[i], block[i, j] - n_f)
+        if e_of[i] >= 0:
+            for j in range(n_slots):
+                if 0 <= block[i, j] < n_f:
+                    count += 1
+    kept = np.empty(count, np.int64)
+    eliminated = np.empty(count, np.int64)
+    k = 0
+    for i in range(n):
+        if e_of[i] >= 0:
+            for j in range(n_slots):
+                if 0 <= block[i, j] < n_f:
+                    kept[k], eliminated[k] = block[i, j], e_of[i]
+                    k += 1
+    return kept, eliminated
 
 
 def estimate_schur_factor(layout: Layout, ordering: str = "amd") -> dict:

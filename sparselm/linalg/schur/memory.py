@@ -21,7 +21,7 @@ import numpy as np
 
 from sparselm.linalg.memory_model import (EXACT_PAIRS_ABOVE, F8, MemoryContext, csr_by_key, distinct_lower_pairs,
                                           factor_items, lower_dense)
-from sparselm.linalg.schur.factor_estimate import estimate_schur_factor
+from sparselm.linalg.schur.factor_estimate import estimate_schur_factor, schur_block_pattern
 from sparselm.util.units import format_bytes
 
 PRIVATE_S_BYTES = 512 * 2**20  # cap on the per-chunk copies of S's blocks
@@ -76,7 +76,9 @@ def schur_items(ctx: MemoryContext) -> SchurCounts:
     cells = np.zeros(n_e, dtype=np.int64)  # per e-block: its (instance, free f-slot) uses, an upper bound of its cells
     cell_e, cell_f = [], []
     dense_targets = lower_dense(n_f)
-    may_count_pairs = dense_targets * kf * kf * F8 > EXACT_PAIRS_ABOVE  # else the bound below is used as is
+    # the cells' (e, f) ids are kept only to count S's blocks without a layout (with one, its co-visibility
+    # pattern gives the count) and only when the bound below may be too loose
+    may_count_pairs = ctx.layout is None and dense_targets * kf * kf * F8 > EXACT_PAIRS_ABOVE
     u_pairs = u_entries = 0  # f-f blocks of instances touching two f-blocks (none in BA)
     for rg in problem.residual_groups:
         f_slots = [j for j, g in enumerate(rg.groups) if not c.eliminate[g]]
@@ -101,9 +103,13 @@ def schur_items(ctx: MemoryContext) -> SchurCounts:
     n_cells = int(cells.sum())
     n_pairs = int(np.sum(cells * (cells + 1) // 2))
     bound = n_f + int(np.sum(cells * (cells - 1) // 2)) + u_pairs
-    if min(bound, dense_targets) * kf * kf * F8 <= EXACT_PAIRS_ABOVE or not cell_e:
+    if min(bound, dense_targets) * kf * kf * F8 <= EXACT_PAIRS_ABOVE or n_cells == 0:
         n_targets = min(bound, dense_targets)
         exact = False
+    elif ctx.layout is not None:  # S's blocks from the layout's co-visibility (the auto choice computed it)
+        rows, cols = schur_block_pattern(ctx.layout)
+        n_targets = min(n_f + int(np.count_nonzero(rows != cols)) + u_pairs, dense_targets)
+        exact = u_pairs == 0
     else:  # count the distinct f-block pairs that share an e-block (O(pairs) time, O(cells) memory)
         e_all = np.concatenate(cell_e)
         f_all = np.concatenate(cell_f)
