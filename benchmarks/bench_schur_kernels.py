@@ -72,6 +72,7 @@ def measure_problem(path: Path, threads: int, before: dict) -> dict:
     from sparselm.core.evaluator import Evaluator
     from sparselm.core.layout import build_layout
     from sparselm.linalg import LinearSolverOptions, registry
+    from sparselm.linalg.schur.structure_kernels import marked_s_pattern, pair_and_u_targets
     from sparselm.linalg.schur.unrolled import slp_vectorization
     from sparselm.util.timing import PhaseTimer
 
@@ -116,9 +117,17 @@ def measure_problem(path: Path, threads: int, before: dict) -> dict:
                    layout.block_col, *common_args, True)
         return ls.w.copy()
 
+    # the former kernel reads every pair's S target from an array; the current one looks pairs up in S's
+    # table of block positions (few cameras) and needs no such array
+    no_u = np.zeros(0, dtype=np.int64)
+    col_ptr, rows, _ = marked_s_pattern(st.n_f_blocks, st.cells_of_e, st.cell_f, no_u, no_u)
+    numbered_pairs, _ = pair_and_u_targets(col_ptr, rows, st.cells_of_e, st.cell_f, st.pair_start, no_u, no_u,
+                                           np.zeros((0, 0), dtype=np.int64))
+
     def run_point_pass(kernel, version):
+        targets = (numbered_pairs,) if version == "before" else (st.pair_target, st.table)
         kernel(ls._chunk_points, ls.v, diagonal, st.e_col0, ev.gradient, st.cells_of_e, st.cell_f, st.pair_start,
-               st.pair_target, ls.w, ls.v_inv, ls.vg, ls._z_work, ls._chol_work, ls._s_private, ls._rhs_private,
+               *targets, ls.w, ls.v_inv, ls.vg, ls._z_work, ls._chol_work, ls._s_private, ls._rhs_private,
                ls._failures)
         s = ls._s_private.sum(axis=0)  # s[t, c, r]: entry (r, c) of S block t
         diag = st.pattern.target_diag.astype(bool)

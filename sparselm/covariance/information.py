@@ -35,13 +35,14 @@ from sparselm.core.problem import Problem
 from sparselm.linalg.base import LinearSolverOptions
 from sparselm.linalg.schur.direct import SchurSolver
 from sparselm.linalg.schur.structure import schur_applicable
+from sparselm.linalg.schur.structure_kernels import pair_block
 from sparselm.util.timing import PhaseTimer
 
 PRIVATE_S_BYTES = 512 * 2**20  # cap on the per-thread copies of S's values in the elimination
 
 
 @numba.njit(parallel=True, cache=True)
-def _eliminated_products(chunks, cells_of_e, cell_f, pair_start, pair_target, w, v_pinv, colptr, target_col,
+def _eliminated_products(chunks, cells_of_e, cell_f, pair_start, pair_target, table, w, v_pinv, colptr, target_col,
                          target_within, target_diag, block_size, y, private):
     """private[chunk] += W V^+ W^T of the chunk's points (chunks of points, one per thread, so that
     no two threads write one S entry): Y_a = W_a V_p^+ for p's cells, then every pair a >= b."""
@@ -64,7 +65,7 @@ def _eliminated_products(chunks, cells_of_e, cell_f, pair_start, pair_target, w,
                 ka = block_size[cell_f[c0 + i]]
                 for j in range(i + 1):
                     kb = block_size[cell_f[c0 + j]]
-                    t_id = pair_target[q]
+                    t_id = pair_block(table, pair_target, q, cell_f[c0 + j], cell_f[c0 + i])
                     q += 1
                     for cc in range(kb):
                         base = colptr[target_col[t_id] + cc] + target_within[t_id] - cc
@@ -224,8 +225,9 @@ class Information:
         chunks[0], chunks[-1] = 0, st.n_e_blocks
         y = np.zeros((n_chunks, max(st.max_cells, 1), solver.w.shape[1], ke))
         private = np.zeros((n_chunks, p.nnz))
-        _eliminated_products(chunks, st.cells_of_e, st.cell_f, st.pair_start, st.pair_target, solver.w, self.v_pinv,
-                             p.colptr, p.target_col, p.target_within, p.target_diag, lay.block_size, y, private)
+        _eliminated_products(chunks, st.cells_of_e, st.cell_f, st.pair_start, st.pair_target, st.table, solver.w,
+                             self.v_pinv, p.colptr, p.target_col, p.target_within, p.target_diag, lay.block_size, y,
+                             private)
         s_values -= private.sum(axis=0)
         self._finish(p, s_values, u_values)
 

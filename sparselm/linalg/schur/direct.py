@@ -95,8 +95,8 @@ class SchurSolver(LinearSolver):
         p = st.pattern
         with self.timer.phase("schur_complement"), slp_vectorization():
             self._point_pass(self._chunk_points, self.v, diagonal, st.e_col0, g, st.cells_of_e, st.cell_f,
-                             st.pair_start, st.pair_target, self.w, self.v_inv, self.vg, self._z_work, self._chol_work,
-                             self._s_private, self._rhs_private, self._failures)
+                             st.pair_start, st.pair_target, st.table, self.w, self.v_inv, self.vg, self._z_work,
+                             self._chol_work, self._s_private, self._rhs_private, self._failures)
             failures = int(self._failures.sum())
             if failures:
                 return self._failed(f"Schur: {failures} eliminated blocks not positive definite")

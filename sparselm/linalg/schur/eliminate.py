@@ -32,6 +32,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from sparselm.linalg.schur.structure_kernels import pair_block
 from sparselm.linalg.schur.unrolled import CONTRACT, cacheable_kernel, outer_product_accumulator
 
 
@@ -47,7 +48,7 @@ def point_pass_kernel(kf: int, ke: int):
 
     Call it inside :func:`sparselm.linalg.schur.unrolled.slp_vectorization`."""
     def eliminate_and_accumulate(chunk_points, v, diagonal, e_col0, gradient, cells_of_e, cell_f, pair_start,
-                                 pair_target, w, v_inv, vg, z_work, chol_work, s_priv, rhs_priv, failures):
+                                 pair_target, table, w, v_inv, vg, z_work, chol_work, s_priv, rhs_priv, failures):
         # No allocation inside the prange body: numba may hoist it out of the loop and share it
         # between threads (seen here as heap corruption). All scratch comes in per chunk.
         n_chunks = chunk_points.shape[0] - 1
@@ -128,10 +129,12 @@ def point_pass_kernel(kf: int, ke: int):
                 q = pair_start[p]
                 for la in range(n_cells):
                     za = z[la]
+                    fa = cell_f[first + la]
                     for lb in range(la):
-                        pair_update(sp[pair_target[q]], za, 0, z[lb], 0)
+                        pair_update(sp[pair_block(table, pair_target, q, cell_f[first + lb], fa)], za, 0, z[lb], 0)
                         q += 1
-                    diagonal_update(sp[pair_target[q]], za, 0, za, 0)  # a diagonal block: its lower part
+                    # a diagonal block: its lower part
+                    diagonal_update(sp[pair_block(table, pair_target, q, fa, fa)], za, 0, za, 0)
                     q += 1
 
     eliminate_and_accumulate = cacheable_kernel(

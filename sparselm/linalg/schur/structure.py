@@ -16,7 +16,8 @@ Objects built here:
   the cell of each (instance, f-slot) and whether it is the cell's first contribution;
 - the block pattern of lower(S) over the f-blocks: every pair of cells of one e-block gives a
   block (f(a), f(b)), plus U's own f-f blocks; for every cell pair, in point order, the S block
-  it updates (see :mod:`sparselm.linalg.schur.eliminate` for how they are accumulated).
+  it updates, or, for few f-blocks, an n_f x n_f table of S's block positions to look pairs up in
+  (see :mod:`sparselm.linalg.schur.eliminate` for how they are accumulated).
 
 All of it is built by the linear-time kernels of :mod:`sparselm.linalg.schur.structure_kernels`
 (counting sorts and marker arrays, no global sort of keys, nothing per observation in Python).
@@ -75,7 +76,8 @@ class SchurStructure:
     pattern: BlockPattern             # lower(S)
     u_blocks: np.ndarray              # (n_u,) the S targets that U itself touches (BA: the camera diagonal)
     pair_start: np.ndarray            # (n_e + 1,) first pair of each e-block (pairs la >= lb of its cells)
-    pair_target: np.ndarray           # (n_pairs,) S target of each pair, in point order
+    pair_target: np.ndarray           # (n_pairs,) S target of each pair, in point order; empty with a table
+    table: np.ndarray                 # (n_f, n_f) S target of block [col, row] for few f-blocks, else (0, 0)
     max_cells: int                    # most cells of one e-block
 
 
@@ -85,7 +87,7 @@ class SchurStructure:
 
     @property
     def n_pairs(self) -> int:
-        return int(self.pair_target.shape[0])
+        return int(self.pair_start[-1])
 
 
 def schur_applicable(layout: Layout) -> bool:
@@ -158,5 +160,5 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
         done_u += entry[2].shape[0]
         groups.append(SchurGroupMaps(e_local, cell_of, cell_first, combo_a, combo_b, u_target))
     return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, [s for s, _ in slots], cell_e, cell_f,
-                          cells_of_e, groups, pattern, u_blocks, pair_start, pair_target,
+                          cells_of_e, groups, pattern, u_blocks, pair_start, pair_target, table,
                           int(cells_per_e.max(initial=0)))

@@ -17,10 +17,10 @@ observation, cell or pair, and no global sort of keys:
   marker array and sorted per column;
 - :func:`marked_s_pattern`: the same pattern and its table of positions for few f-blocks (up to
   ``TARGET_TABLE_MAX_BLOCKS``), by marking every pair's block in the table in one sweep;
-- :func:`pair_and_u_targets`: the S target of every cell pair and of every U contribution, in
-  point order (parallel over points): a look-up in :func:`marked_s_pattern`'s table of positions
-  when there are few f-blocks, else a binary search of the row among its column's sorted rows.
-  The pattern of S is small next to the points, so those searches stay in cache while the points'
+- :func:`pair_and_u_targets`: the S target of every U contribution and, when there are many
+  f-blocks, of every cell pair in point order (parallel over points), by a binary search of the row
+  among its column's sorted rows; with few f-blocks :func:`pair_block` looks pairs up in
+  :func:`marked_s_pattern`'s table of positions instead, and no per-pair array is built. The pattern of S is small next to the points, so those searches stay in cache while the points'
   cells are read and their pairs' targets written sequentially (a sweep over S's columns instead
   jumped between points at random and was ~3x slower at 10^6 observations).
 """
@@ -305,23 +305,33 @@ def block_target(table, col_ptr, rows, b, r):
     return row_position(rows, col_ptr[b], col_ptr[b + 1], r)
 
 
+@numba.njit(inline="always")
+def pair_block(table, pair_target, q, f_lo, f_hi):
+    """The S target of cell pair number q, whose block is (f_hi, f_lo), f_hi >= f_lo: a look-up in
+    :func:`marked_s_pattern`'s table when there is one (then ``pair_target`` is empty), else pair_target[q]."""
+    if table.shape[0] > 0:
+        return table[f_lo, f_hi]
+    return pair_target[q]
+
+
 @numba.njit(parallel=True, cache=True)
 def pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo, table):
     """(pair_target, u_target): the target id (position in ``rows``) of every cell pair, in point
     order (pair (la, lb), la >= lb, of e-block p is number pair_start[p] + la (la + 1) / 2 + lb;
     its block is (f(la), f(lb)), f(la) >= f(lb) as each point's cells are sorted by f-block), and of
     every U contribution (block (u_hi, u_lo)). ``table``: :func:`marked_s_pattern`'s, or an empty (0, 0)
-    array for binary searches (many f-blocks)."""
+    array for binary searches (many f-blocks). With a table the pairs are not numbered (an empty
+    pair_target: :func:`pair_block` looks them up), which saves 8 bytes and a search per pair."""
     n_e = cells_of_e.shape[0] - 1
-    pair_target = np.empty(pair_start[-1], np.int64)
+    pair_target = np.empty(pair_start[-1] if table.shape[0] == 0 else 0, np.int64)
     u_target = np.empty(u_hi.shape[0], np.int64)
-    for p in numba.prange(n_e):
+    for p in numba.prange(n_e if table.shape[0] == 0 else 0):
         first = cells_of_e[p]
         q = pair_start[p]
         for la in range(cells_of_e[p + 1] - first):
             r = cell_f[first + la]
             for lb in range(la + 1):
-                pair_target[q] = block_target(table, col_ptr, rows, cell_f[first + lb], r)
+                pair_target[q] = row_position(rows, col_ptr[cell_f[first + lb]], col_ptr[cell_f[first + lb] + 1], r)
                 q += 1
     for u in numba.prange(u_hi.shape[0]):
         u_target[u] = block_target(table, col_ptr, rows, u_lo[u], u_hi[u])

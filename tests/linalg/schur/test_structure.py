@@ -18,7 +18,8 @@ from sparselm.bal.synthetic import synthetic_problem
 from sparselm.core.layout import build_layout, counting_order
 from sparselm.linalg.schur import structure
 from sparselm.linalg.schur.structure import SchurNotApplicable, build_schur_structure
-from sparselm.linalg.schur.structure_kernels import marked_s_pattern, pair_and_u_targets, s_pattern_columns
+from sparselm.linalg.schur.structure_kernels import (marked_s_pattern, pair_and_u_targets, pair_block,
+                                                     s_pattern_columns)
 
 
 def _unused(*args):
@@ -92,7 +93,7 @@ def test_structure_matches_its_definition(seed, extra_groups, table_max_blocks, 
         fs = by_e.get(e, [])
         for la in range(len(fs)):
             for lb in range(la + 1):
-                assert st.pair_target[q] == target_of[(fs[la], fs[lb])]
+                assert pair_block(st.table, st.pair_target, q, fs[lb], fs[la]) == target_of[(fs[la], fs[lb])]
                 q += 1
     assert q == st.n_pairs
     cell_id = {c: i for i, c in enumerate(cells)}
@@ -138,11 +139,20 @@ def test_marked_and_bucketed_patterns_and_their_targets_agree(seed):
             if r in present:
                 assert rows[table[b, r]] == r and col_ptr[b] <= table[b, r] < col_ptr[b + 1]
     args = (col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo)
-    searched = pair_and_u_targets(*args, np.zeros((0, 0), dtype=np.int64))
-    looked_up = pair_and_u_targets(*args, table)
-    for a, b in zip(searched, looked_up):
-        np.testing.assert_array_equal(a, b)
-    assert (searched[0] >= 0).all() and (searched[1] >= 0).all()
+    no_table = np.zeros((0, 0), dtype=np.int64)
+    searched_pairs, searched_u = pair_and_u_targets(*args, no_table)
+    unnumbered_pairs, looked_up_u = pair_and_u_targets(*args, table)
+    assert unnumbered_pairs.size == 0 and searched_pairs.size == pair_start[-1]
+    np.testing.assert_array_equal(looked_up_u, searched_u)
+    q = 0
+    for p in range(n_e):
+        fs = cell_f[cells_of_e[p]:cells_of_e[p + 1]]
+        for la in range(fs.size):
+            for lb in range(la + 1):
+                searched = pair_block(no_table, searched_pairs, q, fs[lb], fs[la])
+                assert searched == pair_block(table, unnumbered_pairs, q, fs[lb], fs[la]) >= 0
+                q += 1
+    assert (searched_u >= 0).all()
 
 
 def test_two_eliminated_blocks_in_one_instance_are_named():
