@@ -1,10 +1,11 @@
 """Shared fixtures: tight solver options, a seeded RNG, numpy references of the model residuals,
 and a random sparse 2-D graph problem (linear offsets + nonlinear ranges + priors) with its
 numpy residual function and sparse Jacobian for scipy; ``bal_data``, the folder of real BAL files
-($SPARSELM_DATA); ``g2o_file``, the real pose graphs."""
+($SPARSELM_DATA); ``g2o_file``, the real pose graphs; and Ctrl-C's default handling for the session."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,21 @@ import scipy.sparse as sp
 
 import sparselm
 from sparselm import models
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_raises_keyboard_interrupt():
+    """SIGINT raises KeyboardInterrupt here and in the processes the tests start, as under a terminal.
+
+    A test session started in the background of a non-interactive shell (``cmd &``) inherits SIGINT
+    ignored, Python then leaves it ignored, and so would every child process: the Ctrl-C tests would
+    see their signal dropped. A Python handler is reset to the default in a child at exec."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        yield
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        yield
+
 
 # Tolerances tight enough that every solve stops at the minimum to machine precision.
 TIGHT = dict(max_iterations=500, function_tolerance=1e-15, gradient_tolerance=1e-15, parameter_tolerance=1e-15)
