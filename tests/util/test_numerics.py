@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from sparselm.util import numerics
 from sparselm.util.numerics import all_finite, combined_norm, stable_norm, unit_rows
 
 
@@ -65,8 +66,10 @@ def test_colmap_rotation_vector_of_a_quaternion_with_huge_or_tiny_entries():
         np.testing.assert_allclose(rotvec_from_quaternion(np.array([[scale, scale, 0.0, 0.0]])), expected, rtol=1e-15)
 
 
+@pytest.mark.parametrize("parallel_min_entries", [numerics.PARALLEL_MIN_ENTRIES, 0], ids=["serial", "parallel"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_all_finite_finds_one_bad_entry_anywhere(bad):
+def test_all_finite_finds_one_bad_entry_anywhere(bad, parallel_min_entries, monkeypatch):
+    monkeypatch.setattr(numerics, "PARALLEL_MIN_ENTRIES", parallel_min_entries)  # both counting paths
     rng = np.random.default_rng(3)
     values = rng.normal(size=(1000, 2, 12)) * 1e150
     assert all_finite(values)

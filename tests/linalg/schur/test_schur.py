@@ -23,6 +23,7 @@ from sparselm.bal.synthetic import synthetic_problem
 from sparselm.core.evaluator import Evaluator
 from sparselm.linalg import LinearSolverOptions, registry
 from sparselm.linalg.cholmod import CholmodFactor
+from sparselm.linalg.schur import eliminate
 from sparselm.linalg.schur.factor_estimate import block_factor_nnz, estimate_factor_nnz
 from sparselm.linalg.schur.implicit import ImplicitSchur, eliminated_group_index
 from sparselm.linalg.schur.iterative import IterativeSchur
@@ -291,6 +292,21 @@ def test_dense_schur_fills_the_same_s_as_sparse_schur():
         np.testing.assert_array_equal(dense.lower_matrix(getattr(dense, values)),
                                       sparse.lower_matrix(getattr(sparse, values)))
     assert dense.structure.pattern.row_indices is None  # no CSC pattern of S was built for dense_schur
+
+
+def test_serial_and_parallel_chunk_reductions_give_the_same_s_bitwise(monkeypatch):
+    """Small S sums the threads' private copies serially, large S in parallel: the same S and right-hand
+    side, bit for bit (each entry adds the chunks in one order either way)."""
+    lin = Linearised(mixed_problem())
+    results = []
+    for min_adds in (eliminate.PARALLEL_REDUCE_MIN_ADDS, 0):  # this S is small: serial, then forced parallel
+        monkeypatch.setattr(eliminate, "PARALLEL_REDUCE_MIN_ADDS", min_adds)
+        solver = lin.solver("sparse_schur")
+        assert solver._s_private.shape[0] >= 2 or numba.get_num_threads() == 1
+        assert solver.solve(lin.diagonal).ok
+        results.append((solver.s_values.copy(), solver.rhs.copy()))
+    for a, b in zip(*results):
+        assert a.tobytes() == b.tobytes()
 
 
 def test_symmetric_csr_is_the_full_matrix():
