@@ -355,28 +355,36 @@ _BA_SOLVE = textwrap.dedent("""
     import numpy as np
     import sparselm
     from sparselm.bal import build_problem, synthetic_problem
-    p = build_problem(synthetic_problem(20, 3000, seed=4, param_noise=0.03).initial)
+    p = build_problem(synthetic_problem(20, 3000, {per_point}, seed=4, param_noise=0.03).initial)
     s = sparselm.solve(p, linear_solver={solver!r}, threads=2, max_iterations=15, function_tolerance=1e-14)
     assert s.options_used["threads"] == 2
+    assert s.linear_solver.get("elimination") in (None, {elimination!r}), s.linear_solver
     np.savez({out!r}, costs=np.array([it.cost for it in s.iterations]),
              cameras=p.parameter_groups["cameras"].values, points=p.parameter_groups["points"].values)
 """)
 
 
-@pytest.mark.parametrize("linear_solver", ["dense_schur", "sparse_schur", "iterative_schur", "sparse_normal_cholesky"])
-def test_ba_solves_are_bitwise_identical_across_processes_and_in_process(tmp_path, linear_solver):
+#: (linear solver, observations per point, dense_schur's elimination): with 16 the points see most of the
+#: 20 cameras, and dense_schur takes its stacked elimination
+BITWISE_CASES = [("dense_schur", 4.0, "cell_pairs"), ("dense_schur", 16.0, "stacked"), ("sparse_schur", 4.0, None),
+                 ("iterative_schur", 4.0, None), ("sparse_normal_cholesky", 4.0, None)]
+
+
+@pytest.mark.parametrize("linear_solver, per_point, elimination", BITWISE_CASES)
+def test_ba_solves_are_bitwise_identical_across_processes_and_in_process(tmp_path, linear_solver, per_point,
+                                                                         elimination):
     """The first process compiles the kernels into an empty numba cache, the second loads them from it
     (the case a warm cache hides: a compiling process once ended a few ulps away), then this one."""
     runs = []
     env = dict(clean_env(), NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     for k in range(2):
         out = str(tmp_path / f"run{k}.npz")
-        proc = subprocess.run([sys.executable, "-c", _BA_SOLVE.format(solver=linear_solver, out=out)],
-                              capture_output=True, text=True, timeout=600, env=env)
+        script = _BA_SOLVE.format(solver=linear_solver, out=out, per_point=per_point, elimination=elimination)
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
         assert proc.returncode == 0, proc.stderr
         runs.append(dict(np.load(out)))
     for _ in range(2):  # and twice in this process
-        p = build_problem(synthetic_problem(20, 3000, seed=4, param_noise=0.03).initial)
+        p = build_problem(synthetic_problem(20, 3000, per_point, seed=4, param_noise=0.03).initial)
         s = sparselm.solve(p, linear_solver=linear_solver, threads=2, max_iterations=15, function_tolerance=1e-14)
         runs.append({"costs": np.array([it.cost for it in s.iterations]),
                      "cameras": p.parameter_groups["cameras"].values, "points": p.parameter_groups["points"].values})

@@ -12,7 +12,10 @@ Where S's values live. The kernels address entry (rr, cc) of S block t as
 colptr and within that is lower(S) in CSC order, which CHOLMOD reads. dense_schur passes instead
 colptr[c] = c (n + 1) and within_t = r0_t - c0_t, which makes the same expression
 (c0 + cc) n + r0 + rr, the column-major position in a dense n x n array: the kernels fill the dense
-lower triangle directly and no CSC pattern (row indices) of S is built.
+lower triangle directly and no CSC pattern (row indices) of S is built. When the points touch most of
+S, dense_schur forms it by the stacked elimination instead of the cell-pair updates (one Gram product
+of all the points' factors, see :mod:`sparselm.linalg.schur.eliminate`); ``info()["elimination"]``
+says which.
 """
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ from sparselm.linalg.flops import cholmod_factor_flops, dense_factor_flops, schu
 from sparselm.linalg.schur import memory as schur_memory
 from sparselm.linalg.schur.kernels import back_substitution_kernel
 from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization
-from sparselm.linalg.schur.eliminate import chunk_points_by_pairs, point_pass_kernel, reduce_chunks
+from sparselm.linalg.schur.eliminate import (chunk_points_by_pairs, pair_update_flops, point_pass_kernel,
+                                             reduce_chunks, reduce_stacked, stacked_elimination_pays, stacked_flops,
+                                             stacked_point_pass_kernel)
 from sparselm.linalg.schur.structure import build_schur_structure
 from sparselm.linalg.schur.unrolled import slp_vectorization
 
@@ -49,24 +54,22 @@ class SchurSolver(LinearSolver):
             ke, n_e = st.e_size, st.n_e_blocks
             kf = int(lay.block_size[:st.n_f_blocks].max())
             n_chunks = schur_memory.chunk_count(numba.get_num_threads(), st.pattern.n_targets, kf)
-            self._chunk_points = chunk_points_by_pairs(st.pair_start, n_chunks)
-            self._point_pass = point_pass_kernel(kf, ke)
+            self._prepare_elimination(n_chunks, kf, ke)
             self._back_substitute = back_substitution_kernel(kf, ke)
             self.v = np.empty((n_e, ke, ke))  # zeroed by every linearize(); w is stored by its first contribution
             self.v_inv = np.zeros((n_e, ke, ke))
             self._work_e = np.zeros((n_e, ke))
             self.vg = np.zeros((n_e, ke))
-            self.w = np.empty((st.n_cells, kf, ke))
-            self._z_work = np.zeros((n_chunks, max(st.max_cells, 1), ke, kf))
+            self.w = np.zeros((st.n_cells, kf, ke))  # rows past a smaller f-block's size stay zero
             self._chol_work = np.zeros((n_chunks, 2, ke, ke))
             self._failures = np.zeros(n_chunks, dtype=np.int64)
-            self._s_private = np.zeros((n_chunks, st.pattern.n_targets, kf, kf))
             self._rhs_private = np.zeros((n_chunks, st.n_f_blocks, kf))
             self._u_private = np.zeros((n_chunks, st.u_blocks.shape[0], kf, kf))
             self._g_private = np.zeros((n_chunks, lay.n_reduced_columns))
             self._n_private = np.zeros((n_chunks, lay.n_reduced_columns))
             self._chunk_instances = [chunk_instances(gm.e_local, n_chunks) for gm in st.groups]
-            self._linearize_kernels = [linearize_kernel(res.shape[1], kf, ke) for res in self.evaluator.residuals]
+            self._linearize_kernels = [linearize_kernel(res.shape[1], kf, ke, self._smaller_f_size(g, kf))
+                                       for g, res in enumerate(self.evaluator.residuals)]
             self._s_colptr, self._s_within, self._s_diagonal, size = self._s_addressing()
             self.u_values = np.zeros(size)
             self.s_values = np.zeros(size)
@@ -90,19 +93,44 @@ class SchurSolver(LinearSolver):
                                  p.target_col, p.target_ncol, p.target_nrow, self._s_within, p.target_diag, self.u_values,
                                  ev.gradient, ev.column_norms)
 
-    def solve(self, diagonal: np.ndarray) -> LinearSolution:
+    def _smaller_f_size(self, g: int, kf: int) -> int:
+        """The largest size below kf of residual group g's f-slots (0 if none): its products get
+        straight-line code in the linearisation pass (:func:`linearize_kernel`)."""
+        problem = self.evaluator.problem
+        groups = problem.residual_groups[g].groups
+        sizes = [int(k) for name, k in zip(groups, self.layout.residuals[g].slot_size)
+                 if not problem.parameter_groups[name].eliminate and k < kf]
+        return max(sizes, default=0)
+
+    def _prepare_elimination(self, n_chunks: int, kf: int, ke: int) -> None:
+        """Set up the point pass: the cell-pair updates (:func:`point_pass_kernel`), chunks balanced by
+        cell pairs, their private copies of S's blocks and Z scratch."""
+        st = self.structure
+        self._chunk_points = chunk_points_by_pairs(st.pair_start, n_chunks)
+        self._point_pass = point_pass_kernel(kf, ke)
+        self._z_work = np.zeros((n_chunks, max(st.max_cells, 1), ke, kf))
+        self._s_private = np.zeros((n_chunks, st.pattern.n_targets, kf, kf))
+
+    def _eliminate(self, diagonal: np.ndarray) -> int:
+        """S (s_values) and its right-hand side (rhs) for the damping ``diagonal``; returns the number of
+        eliminated blocks whose damped V was not positive definite (S is then not formed)."""
         st, lay, g = self.structure, self.layout, self.evaluator.gradient
         p = st.pattern
+        self._point_pass(self._chunk_points, self.v, diagonal, st.e_col0, g, st.cells_of_e, st.cell_f,
+                         st.pair_start, st.pair_target, st.table, self.w, self.v_inv, self.vg, self._z_work,
+                         self._chol_work, self._s_private, self._rhs_private, self._failures)
+        failures = int(self._failures.sum())
+        if not failures:
+            reduce_chunks(self._s_private, self._rhs_private, self.u_values, self._s_diagonal, diagonal,
+                          self._s_colptr, p.target_col, p.target_ncol, p.target_nrow, self._s_within, p.target_diag,
+                          lay.block_col, lay.block_size, g, self.s_values, self.rhs)
+        return failures
+
+    def solve(self, diagonal: np.ndarray) -> LinearSolution:
         with self.timer.phase("schur_complement"), slp_vectorization():
-            self._point_pass(self._chunk_points, self.v, diagonal, st.e_col0, g, st.cells_of_e, st.cell_f,
-                             st.pair_start, st.pair_target, st.table, self.w, self.v_inv, self.vg, self._z_work,
-                             self._chol_work, self._s_private, self._rhs_private, self._failures)
-            failures = int(self._failures.sum())
+            failures = self._eliminate(diagonal)
             if failures:
                 return self._failed(f"Schur: {failures} eliminated blocks not positive definite")
-            reduce_chunks(self._s_private, self._rhs_private, self.u_values, self._s_diagonal, diagonal, self._s_colptr,
-                          p.target_col, p.target_ncol, p.target_nrow, self._s_within, p.target_diag, lay.block_col,
-                          lay.block_size, g, self.s_values, self.rhs)
         step_f = self._solve_reduced()
         if step_f is None:
             return self._failed(f"{self.name}: reduced camera matrix not positive definite")
@@ -180,6 +208,36 @@ class DenseSchur(SchurSolver):
         n = self.layout.n_reduced_columns
         self._matrix = self.s_values.reshape(n, n, order="F")  # lower triangle filled by the kernels
 
+    def _prepare_elimination(self, n_chunks: int, kf: int, ke: int) -> None:
+        """The pair updates, or the stacked elimination when it pays (:func:`stacked_elimination_pays`):
+        chunks of equal point counts, the stacked factors (zero except each point's cells, which every
+        pass rewrites) and one private Gram product of S's size per chunk."""
+        st, n = self.structure, self.layout.n_reduced_columns
+        self.stacked = stacked_elimination_pays(n, st.n_e_blocks, ke, st.n_pairs, kf)
+        if not self.stacked:
+            super()._prepare_elimination(n_chunks, kf, ke)
+            return
+        self._chunk_points = np.linspace(0, st.n_e_blocks, n_chunks + 1).astype(np.int64)
+        self._point_pass = stacked_point_pass_kernel(kf, ke)
+        self._stack = np.zeros((st.n_e_blocks * ke, n))
+        self._gram_private = np.zeros((n_chunks, n, n))
+
+    def _eliminate(self, diagonal: np.ndarray) -> int:
+        if not self.stacked:
+            return super()._eliminate(diagonal)
+        st, lay, g = self.structure, self.layout, self.evaluator.gradient
+        self._point_pass(self._chunk_points, self.v, diagonal, st.e_col0, g, st.cells_of_e, st.cell_f, lay.block_col,
+                         lay.block_size, self.w, self.v_inv, self.vg, self._stack, self._chol_work,
+                         self._gram_private, self._rhs_private, self._failures)
+        failures = int(self._failures.sum())
+        if not failures:
+            reduce_stacked(self._gram_private, self._rhs_private, self.u_values, self._s_diagonal, diagonal,
+                           lay.block_col, lay.block_size, g, self.s_values, self.rhs)
+        return failures
+
+    def info(self) -> dict:
+        return dict(super().info(), elimination="stacked" if self.stacked else "cell_pairs")
+
     def _s_addressing(self):
         n = self.layout.n_reduced_columns
         p = self.structure.pattern
@@ -206,8 +264,12 @@ def sparse_schur_flops(c: StructureCounts) -> dict:
 
 
 def dense_schur_flops(c: StructureCounts) -> dict:
-    """Dense factorization and solve of S, and the Schur phases."""
-    return {**dense_factor_flops(c), **schur_flops(c)}
+    """Dense factorization and solve of S, and the Schur phases (the stacked elimination's Gram product in
+    place of the cell-pair updates where dense_schur takes it)."""
+    flops = {**dense_factor_flops(c), **schur_flops(c)}
+    if stacked_elimination_pays(c.columns, c.n_e, c.ke, c.n_pairs, c.kf):
+        flops["schur_complement"] += stacked_flops(c.columns, c.n_e, c.ke) - pair_update_flops(c.n_pairs, c.kf, c.ke)
+    return flops
 
 
 SPARSE_SCHUR = LinearSolverSpec(

@@ -23,6 +23,17 @@ accumulates into a private block array; a second loop over S blocks (:func:`redu
 only when S is large enough to repay waking the threads) reduces the chunks in a fixed order, so
 results are bitwise reproducible for a given thread count.
 f-blocks smaller than kf are zero-padded in W and cost nothing extra in correctness.
+
+The stacked elimination (:func:`stacked_point_pass_kernel`, taken by dense_schur when the points touch
+most of S). A point seen by c of the n_f kept blocks costs c (c + 1) / 2 pair updates, and when c is
+close to n_f those updates add up to the dense product Z^T Z of the stacked factors: Z has one row
+per eliminated coordinate (row p ke + k holds Z_a[r, k] at column block_col[f(a)] + r, zero where p
+has no cell) and the reduced columns as columns, so sum_p sum_{a,b} Z_a Z_b^T = Z^T Z. One BLAS
+``dsyrk`` per chunk of points forms it at the speed of a large dense product (~40 GFLOP/s per core on
+the benchmarks' Intel Xeon against ~16 for the 6x6x3 pair updates; COLMAP models with a few dozen
+images, whose points each see most of them, spend half as long in this phase) without padding the
+smaller f-blocks. The per-point steps (the damped V's factor, V^-1 g, Z, the right-hand side) are
+the same inlined code in both passes (:func:`point_helpers`).
 """
 from __future__ import annotations
 
@@ -32,6 +43,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from sparselm.linalg.numba_blas import gram_lower
 from sparselm.linalg.schur.structure_kernels import pair_block
 from sparselm.linalg.schur.unrolled import CONTRACT, cacheable_kernel, outer_product_accumulator
 
@@ -68,64 +80,15 @@ def point_pass_kernel(kf: int, ke: int):
             M = chol_work[ch, 1]
             for p in range(chunk_points[ch], chunk_points[ch + 1]):
                 c0 = e_col0 + p * ke
-                ok = True
-                for j in range(ke):
-                    s = v[p, j, j] + diagonal[c0 + j]
-                    for k in range(j):
-                        s -= L[j, k] * L[j, k]
-                    if not (s > 0.0):
-                        ok = False
-                        break
-                    d = math.sqrt(s)
-                    L[j, j] = d
-                    inv_d = 1.0 / d  # one division per column: the rest multiplies (shorter latency chain)
-                    M[j, j] = inv_d
-                    for i in range(j + 1, ke):
-                        t = v[p, i, j]
-                        for k in range(j):
-                            t -= L[i, k] * L[j, k]
-                        L[i, j] = t * inv_d
-                if not ok:
+                if not factor_point(p, v, diagonal, c0, gradient, L, M, v_inv, vg):
                     failures[ch] += 1
                     continue
-                # M = L^-1 (lower triangular; its diagonal 1 / L[i, i] is already there)
-                for c in range(ke):
-                    for i in range(ke):
-                        if i < c:
-                            M[i, c] = 0.0
-                        elif i > c:
-                            t = 0.0
-                            for k in range(c, i):
-                                t -= L[i, k] * M[k, c]
-                            M[i, c] = t * M[i, i]
-                for a in range(ke):
-                    for c in range(ke):
-                        s = 0.0
-                        for k in range(max(a, c), ke):
-                            s += M[k, a] * M[k, c]
-                        v_inv[p, a, c] = s
-                for a in range(ke):
-                    s = 0.0
-                    for c in range(ke):
-                        s += v_inv[p, a, c] * gradient[c0 + c]
-                    vg[p, a] = s
                 first = cells_of_e[p]
                 n_cells = cells_of_e[p + 1] - first
                 for la in range(n_cells):
                     cell = first + la
-                    f = cell_f[cell]
-                    for r in range(kf):
-                        acc = 0.0
-                        for k in range(ke):
-                            acc += w[cell, r, k] * vg[p, k]
-                        rp[f, r] += acc
-                    # Z = W M^T: z[la, k, r] = sum_{j <= k} W[r, j] M[k, j]
-                    for k in range(ke):
-                        for r in range(kf):
-                            s = 0.0
-                            for j in range(k + 1):
-                                s += w[cell, r, j] * M[k, j]
-                            z[la, k, r] = s
+                    add_cell_rhs(rp[cell_f[cell]], w, cell, vg, p)
+                    cell_factor(z[la], kf, w, cell, M)
                 q = pair_start[p]
                 for la in range(n_cells):
                     za = z[la]
@@ -140,9 +103,158 @@ def point_pass_kernel(kf: int, ke: int):
     eliminate_and_accumulate = cacheable_kernel(
         eliminate_and_accumulate, numba.njit(parallel=True, cache=True, fastmath=CONTRACT),
         pair_update=outer_product_accumulator(kf, kf, ke),
-        diagonal_update=outer_product_accumulator(kf, kf, ke, lower=True))
+        diagonal_update=outer_product_accumulator(kf, kf, ke, lower=True), **point_helpers(kf, ke))
 
     return eliminate_and_accumulate
+
+
+@lru_cache(maxsize=None)
+def point_helpers(kf: int, ke: int) -> dict:
+    """The per-point steps both point passes share, inlined, for f-blocks padded to kf and e-blocks of ke:
+
+    factor_point(p, v, diagonal, c0, gradient, L, M, v_inv, vg) -> ok
+        L L^T = V_p + D_p (False, nothing else written, when not positive definite), M = L^-1,
+        v_inv[p] = M^T M = (V_p + D_p)^-1 and vg[p] = v_inv[p] g_p.
+    add_cell_rhs(rhs_f, w, cell, vg, p)
+        rhs_f += W_cell vg_p (kf entries).
+    cell_factor(out, n_rows, w, cell, M)
+        out[k, r] = (W_cell M^T)[r, k] = sum_{j <= k} W_cell[r, j] M[k, j] for r < n_rows: Z_a, k-major.
+    """
+    @numba.njit(inline="always", fastmath=CONTRACT)
+    def factor_point(p, v, diagonal, c0, gradient, L, M, v_inv, vg):
+        for j in range(ke):
+            s = v[p, j, j] + diagonal[c0 + j]
+            for k in range(j):
+                s -= L[j, k] * L[j, k]
+            if not (s > 0.0):
+                return False
+            d = math.sqrt(s)
+            L[j, j] = d
+            inv_d = 1.0 / d  # one division per column: the rest multiplies (shorter latency chain)
+            M[j, j] = inv_d
+            for i in range(j + 1, ke):
+                t = v[p, i, j]
+                for k in range(j):
+                    t -= L[i, k] * L[j, k]
+                L[i, j] = t * inv_d
+        # M = L^-1 (lower triangular; its diagonal 1 / L[i, i] is already there)
+        for c in range(ke):
+            for i in range(ke):
+                if i < c:
+                    M[i, c] = 0.0
+                elif i > c:
+                    t = 0.0
+                    for k in range(c, i):
+                        t -= L[i, k] * M[k, c]
+                    M[i, c] = t * M[i, i]
+        for a in range(ke):
+            for c in range(ke):
+                s = 0.0
+                for k in range(max(a, c), ke):
+                    s += M[k, a] * M[k, c]
+                v_inv[p, a, c] = s
+        for a in range(ke):
+            s = 0.0
+            for c in range(ke):
+                s += v_inv[p, a, c] * gradient[c0 + c]
+            vg[p, a] = s
+        return True
+
+    @numba.njit(inline="always", fastmath=CONTRACT)
+    def add_cell_rhs(rhs_f, w, cell, vg, p):
+        for r in range(kf):
+            acc = 0.0
+            for k in range(ke):
+                acc += w[cell, r, k] * vg[p, k]
+            rhs_f[r] += acc
+
+    @numba.njit(inline="always", fastmath=CONTRACT)
+    def cell_factor(out, n_rows, w, cell, M):
+        for k in range(ke):
+            for r in range(n_rows):
+                s = 0.0
+                for j in range(k + 1):
+                    s += w[cell, r, j] * M[k, j]
+                out[k, r] = s
+
+    return {"factor_point": factor_point, "add_cell_rhs": add_cell_rhs, "cell_factor": cell_factor}
+
+
+def stacked_flops(n_reduced: int, n_e: int, ke: int) -> float:
+    """Floating-point operations of the stacked elimination's Gram product Z^T Z (lower triangle)."""
+    return float(n_reduced) * (n_reduced + 1) * n_e * ke
+
+
+@lru_cache(maxsize=None)
+def stacked_point_pass_kernel(kf: int, ke: int):
+    """eliminate_into_stack specialised for f-block size kf, e-block size ke: the point pass of the stacked
+    elimination (a dense S that most points touch throughout; see :class:`sparselm.linalg.schur.direct.DenseSchur`).
+
+    Each point p writes its factors Z_a = W_a L_p^-T into its ke rows of the stacked matrix ``zt``
+    ((n_e ke, n_reduced), row p ke + k, column block_col[f(a)] + r holds Z_a[r, k]; the entries no
+    cell of p covers are zero from allocation and never written), so that sum_p Z_p Z_p^T = Z^T Z. Each
+    chunk then forms its points' Z^T Z with one BLAS ``dsyrk`` into ``gram_priv[ch]``
+    (:func:`sparselm.linalg.numba_blas.gram_lower`); :func:`reduce_stacked` sums the chunks. The
+    right-hand side goes to ``rhs_priv`` as in :func:`point_pass_kernel`."""
+    def eliminate_into_stack(chunk_points, v, diagonal, e_col0, gradient, cells_of_e, cell_f, block_col, block_size,
+                             w, v_inv, vg, zt, chol_work, gram_priv, rhs_priv, failures):
+        n_chunks = chunk_points.shape[0] - 1
+        for ch in numba.prange(n_chunks):
+            failures[ch] = 0
+            rp = rhs_priv[ch]
+            for f in range(rp.shape[0]):
+                for i in range(kf):
+                    rp[f, i] = 0.0
+            L = chol_work[ch, 0]
+            M = chol_work[ch, 1]
+            for p in range(chunk_points[ch], chunk_points[ch + 1]):
+                c0 = e_col0 + p * ke
+                if not factor_point(p, v, diagonal, c0, gradient, L, M, v_inv, vg):
+                    failures[ch] += 1
+                    continue
+                for cell in range(cells_of_e[p], cells_of_e[p + 1]):
+                    f = cell_f[cell]
+                    add_cell_rhs(rp[f], w, cell, vg, p)
+                    col = block_col[f]
+                    cell_factor(zt[p * ke:(p + 1) * ke, col:col + block_size[f]], block_size[f], w, cell, M)
+            gram_lower(zt[chunk_points[ch] * ke:chunk_points[ch + 1] * ke], gram_priv[ch])
+
+    return cacheable_kernel(eliminate_into_stack, numba.njit(parallel=True, cache=True, fastmath=CONTRACT),
+                            **point_helpers(kf, ke))
+
+
+#: the stacked elimination is used when its Gram product costs at most this many times the pair
+#: updates' flops (BLAS dsyrk ran at ~40 GFLOP/s per core on the Intel Xeon of the benchmarks, the pair
+#: updates at ~16) ...
+STACKED_MAX_FLOP_RATIO = 2.0
+#: ... and its stacked factors (n_e ke x n_reduced doubles) take at most this many bytes
+STACKED_MAX_BYTES = 256 * 2**20
+
+
+def stacked_elimination_pays(n_reduced: int, n_e: int, ke: int, n_pairs: int, kf: int) -> bool:
+    """True when a dense S is better formed by the stacked elimination (one Gram product of all the points'
+    factors) than by the cell-pair updates: when the points touch most of S (thresholds above)."""
+    return (n_e * ke * n_reduced * 8 <= STACKED_MAX_BYTES
+            and stacked_flops(n_reduced, n_e, ke) <= STACKED_MAX_FLOP_RATIO * pair_update_flops(n_pairs, kf, ke))
+
+
+def reduce_stacked(gram_priv, rhs_priv, u_values, diag_positions, diagonal, block_col, block_size, gradient,
+                   s_values, rhs):
+    """The dense S (column-major n x n, lower triangle) = U - sum of the chunks' Gram products (+ the damping
+    on its diagonal), and the reduced right-hand side as in :func:`reduce_chunks`; sums in chunk order."""
+    _subtract_grams(gram_priv, u_values, s_values)
+    _add_diagonal_and_rhs(rhs_priv, diag_positions, diagonal, block_col, block_size, gradient, s_values, rhs)
+
+
+@numba.njit(cache=True)
+def _subtract_grams(gram_priv, u_values, s_values):
+    n_chunks, n = gram_priv.shape[0], gram_priv.shape[1]
+    for c in range(n):
+        for r in range(c, n):
+            s = u_values[c * n + r]
+            for ch in range(n_chunks):
+                s -= gram_priv[ch, c, r]
+            s_values[c * n + r] = s
 
 
 #: below this many scalar additions (S's lower blocks x kf^2 x chunks) the chunks are summed serially:

@@ -32,8 +32,10 @@ from sparselm.linalg.schur.unrolled import CONTRACT, cacheable_kernel, gradient_
 
 
 @lru_cache(maxsize=None)
-def linearize_kernel(m: int, kf: int, ke: int):
-    """The fused pass for residuals of size m, f-blocks padded to kf, e-blocks of size ke."""
+def linearize_kernel(m: int, kf: int, ke: int, k2: int = 0):
+    """The fused pass for residuals of size m, f-blocks padded to kf, e-blocks of size ke; f-slots of size
+    k2 < kf (0: none; COLMAP: intrinsics beside 6-column poses) get straight-line products of their own,
+    other sizes loop."""
     def linearize_pass(chunk_inst, e_slot, e_local, block, slot_offset, slot_size, cell_of, cell_first, combo_a,
                        combo_b, u_target, n_f, e_col0, block_col, residuals, jacobian, v, w, gradient, column_norms,
                        u_priv, g_priv, n_priv, first_group):
@@ -67,6 +69,8 @@ def linearize_kernel(m: int, kf: int, ke: int):
                     fc = block_col[b]
                     if kj == kf:
                         add_gradient_f(gp, npv, fc, jacobian[i], of, residuals[i])
+                    elif kj == k2:
+                        add_gradient_f2(gp, npv, fc, jacobian[i], of, residuals[i])
                     else:
                         for a in range(kj):
                             g = 0.0
@@ -85,6 +89,10 @@ def linearize_kernel(m: int, kf: int, ke: int):
                         set_w(w[cell], jacobian[i], slot_offset[e_slot[i]], jacobian[i], of)
                     elif kj == kf:
                         add_w(w[cell], jacobian[i], slot_offset[e_slot[i]], jacobian[i], of)
+                    elif kj == k2 and first:  # its padding rows are zero from allocation
+                        set_w2(w[cell], jacobian[i], slot_offset[e_slot[i]], jacobian[i], of)
+                    elif kj == k2:
+                        add_w2(w[cell], jacobian[i], slot_offset[e_slot[i]], jacobian[i], of)
                     else:
                         for a in range(kf):
                             for c in range(ke):
@@ -108,10 +116,20 @@ def linearize_kernel(m: int, kf: int, ke: int):
                     oa = slot_offset[sa]
                     ob = slot_offset[sb]
                     blk = up[t]
-                    if slot_size[sa] == kf and sa == sb:  # J_a^T J_a, a diagonal block: its lower part
+                    ka = slot_size[sa]
+                    kb = slot_size[sb]
+                    if ka == kf and sa == sb:  # J_a^T J_a, a diagonal block: its lower part
                         add_u_lower(blk, jacobian[i], oa, jacobian[i], oa)
-                    elif slot_size[sa] == kf and slot_size[sb] == kf:
+                    elif ka == kf and kb == kf:
                         add_u(blk, jacobian[i], oa, jacobian[i], ob)
+                    elif ka == k2 and sa == sb:
+                        add_u_lower22(blk, jacobian[i], oa, jacobian[i], oa)
+                    elif ka == k2 and kb == k2:
+                        add_u22(blk, jacobian[i], oa, jacobian[i], ob)
+                    elif ka == kf and kb == k2:
+                        add_u_f2(blk, jacobian[i], oa, jacobian[i], ob)
+                    elif ka == k2 and kb == kf:
+                        add_u_2f(blk, jacobian[i], oa, jacobian[i], ob)
                     else:
                         for cc in range(slot_size[sb]):
                             for rr in range(slot_size[sa]):
@@ -125,7 +143,14 @@ def linearize_kernel(m: int, kf: int, ke: int):
                             set_w=outer_product_accumulator(ke, kf, m, assign=True),
                             add_u=outer_product_accumulator(kf, kf, m),
                             add_u_lower=outer_product_accumulator(kf, kf, m, lower=True),
-                            add_gradient_e=gradient_accumulator(ke, m), add_gradient_f=gradient_accumulator(kf, m))
+                            add_gradient_e=gradient_accumulator(ke, m), add_gradient_f=gradient_accumulator(kf, m),
+                            add_w2=outer_product_accumulator(ke, k2, m),
+                            set_w2=outer_product_accumulator(ke, k2, m, assign=True),
+                            add_u22=outer_product_accumulator(k2, k2, m),
+                            add_u_lower22=outer_product_accumulator(k2, k2, m, lower=True),
+                            add_u_f2=outer_product_accumulator(kf, k2, m),
+                            add_u_2f=outer_product_accumulator(k2, kf, m),
+                            add_gradient_f2=gradient_accumulator(k2, m))
 
 
 @numba.njit(cache=True)

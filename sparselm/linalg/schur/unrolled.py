@@ -81,6 +81,8 @@ def _source(n_rows: int, n_cols: int, depth: int, assign: bool, lower: bool) -> 
         for r in range(c if lower else 0, n_rows):
             start = "0.0" if assign else f"out[{c}, {r}]"
             lines.append(f"    out[{c}, {r}] = " + fused_chain(start, [f"a{k}_{r} * b{k}_{c}" for k in range(depth)]))
+    if len(lines) == 1:  # an empty block (a size 0: a branch the kernel never takes)
+        lines.append("    pass")
     return "\n".join(lines) + "\n"
 
 

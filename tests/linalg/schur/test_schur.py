@@ -20,6 +20,8 @@ import sparselm
 from sparselm import ResidualType
 from sparselm.bal.camera import BAL_REPROJECTION
 from sparselm.bal.synthetic import synthetic_problem
+from sparselm.colmap.problem import build_problem as build_colmap_problem
+from sparselm.colmap.synthetic import synthetic_model
 from sparselm.core.evaluator import Evaluator
 from sparselm.linalg import LinearSolverOptions, registry
 from sparselm.linalg.cholmod import CholmodFactor
@@ -147,8 +149,16 @@ def constant_coordinates_problem():
     return p
 
 
+def colmap_problem():
+    """A COLMAP model's bundle adjustment: poses (6 tangent columns) and shared SIMPLE_RADIAL intrinsics (4
+    columns, 2 held), every point seen by every image."""
+    model = synthetic_model("SIMPLE_RADIAL", n_images=8, n_cameras=2, n_points=60, seed=2).initial
+    return build_colmap_problem(model).problem
+
+
 CASES = {
     "ba": lambda: ba_problem(),
+    "colmap": colmap_problem,
     "constant_blocks": constant_blocks_problem,
     "constant_coordinates": constant_coordinates_problem,
     "duplicate_observations": lambda: ba_problem(n_cameras=5, n_points=30, seed=8, duplicates=25),
@@ -282,16 +292,49 @@ def test_spd_inverse_in_place():
         assert not spd_inverse_inplace(indefinite.copy(), k)
 
 
-def test_dense_schur_fills_the_same_s_as_sparse_schur():
+def test_dense_schur_fills_the_same_s_as_sparse_schur(monkeypatch):
     """dense_schur addresses a dense array with the kernels' CSC formula (see linalg.schur.direct):
-    the same S and U, entry for entry, as sparse_schur's CSC values."""
+    with the same cell-pair elimination, the same S and U, entry for entry, as sparse_schur's CSC values."""
+    monkeypatch.setattr(eliminate, "STACKED_MAX_FLOP_RATIO", 0.0)
     lin = Linearised(mixed_problem())
     dense, sparse = lin.solver("dense_schur"), lin.solver("sparse_schur")
+    assert not dense.stacked
     assert dense.solve(lin.diagonal).ok and sparse.solve(lin.diagonal).ok
     for values in ("s_values", "u_values"):
         np.testing.assert_array_equal(dense.lower_matrix(getattr(dense, values)),
                                       sparse.lower_matrix(getattr(sparse, values)))
     assert dense.structure.pattern.row_indices is None  # no CSC pattern of S was built for dense_schur
+
+
+@pytest.mark.parametrize("case", ["mixed", "ba", "colmap"])
+def test_stacked_elimination_forms_the_same_s_as_the_cell_pairs(monkeypatch, case):
+    """dense_schur's stacked elimination (one Gram product of all the points' factors) and its cell-pair
+    updates form the same S, right-hand side and step, to round-off; U is the same bit for bit."""
+    problem = {"mixed": mixed_problem, "ba": lambda: ba_problem(duplicates=5),
+               "colmap": colmap_problem}[case]()
+    lin = Linearised(problem)
+    solvers = {}
+    for ratio in (0.0, math.inf):
+        monkeypatch.setattr(eliminate, "STACKED_MAX_FLOP_RATIO", ratio)
+        solvers[ratio] = lin.solver("dense_schur")
+    pairs, stacked = solvers[0.0], solvers[math.inf]
+    assert stacked.stacked and not pairs.stacked
+    a, b = pairs.solve(lin.diagonal), stacked.solve(lin.diagonal)
+    assert a.ok and b.ok
+    assert pairs.u_values.tobytes() == stacked.u_values.tobytes()
+    s_pairs, s_stacked = pairs.lower_matrix(pairs.s_values), stacked.lower_matrix(stacked.s_values)
+    assert np.abs(s_stacked - s_pairs).max() <= 1e-12 * np.abs(s_pairs).max()
+    np.testing.assert_allclose(stacked.rhs, pairs.rhs, rtol=0, atol=1e-12 * np.abs(pairs.rhs).max())
+    assert rel(b.step, a.step) < 1e-9
+    assert stacked.info()["elimination"] == "stacked" and pairs.info()["elimination"] == "cell_pairs"
+
+
+def test_stacked_elimination_is_chosen_when_points_see_most_kept_blocks():
+    """The flop rule: every point of the COLMAP-like problem sees every image (stacked); BA points that see
+    a few of many cameras stay with the cell pairs; a stack over the byte cap is never chosen."""
+    assert Linearised(colmap_problem()).solver("dense_schur").stacked
+    assert not Linearised(ba_problem(n_cameras=30, n_points=200)).solver("dense_schur").stacked
+    assert not eliminate.stacked_elimination_pays(2000, 10**6, 3, 10**9, 9)  # 48 GB of stacked factors
 
 
 def test_serial_and_parallel_chunk_reductions_give_the_same_s_bitwise(monkeypatch):
@@ -333,7 +376,7 @@ def _negative_on(lin, columns):
 
 
 @pytest.mark.parametrize("where", ["e", "f"])
-def test_not_positive_definite_is_a_status(where):
+def test_not_positive_definite_is_a_status(where, monkeypatch):
     lin = Linearised(ba_problem())
     lay = lin.layout
     cols = np.arange(lay.n_reduced_columns, lay.n_columns) if where == "e" else np.arange(lay.n_reduced_columns)
@@ -341,6 +384,10 @@ def test_not_positive_definite_is_a_status(where):
     for name in DIRECT:
         sol = lin.solver(name).solve(d)
         assert not sol.ok and sol.step is None and sol.message, name
+    monkeypatch.setattr(eliminate, "STACKED_MAX_FLOP_RATIO", math.inf)  # and dense_schur's stacked elimination
+    solver = lin.solver("dense_schur")
+    sol = solver.solve(d)
+    assert solver.stacked and not sol.ok and sol.step is None and "positive definite" in sol.message
     for variant, pc in ITERATIVE:
         sol = lin.solver("iterative_schur", variant, preconditioner=pc, **EXACT_CG).solve(d)
         assert not sol.ok and sol.step is None and "positive definite" in sol.message, (variant, pc)

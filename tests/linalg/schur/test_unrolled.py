@@ -146,9 +146,17 @@ import gc, json
 from numba.core.dispatcher import Dispatcher
 import sparselm
 from sparselm.bal import build_problem, synthetic_problem
+from sparselm.colmap.problem import build_problem as build_colmap_problem
+from sparselm.colmap.synthetic import synthetic_model
 for solver in ("dense_schur", "sparse_schur", "iterative_schur"):
     sparselm.solve(build_problem(synthetic_problem(6, 60, seed=3).initial), linear_solver=solver,
                    max_iterations=2, threads=2)
+# dense_schur's stacked elimination (every point seen by every camera) and a second f-block size
+s = sparselm.solve(build_problem(synthetic_problem(6, 60, observations_per_point=6, seed=3).initial),
+                   linear_solver="dense_schur", max_iterations=2, threads=2)
+assert s.linear_solver["elimination"] == "stacked", s.linear_solver
+sparselm.solve(build_colmap_problem(synthetic_model("SIMPLE_RADIAL", n_images=6, n_points=60).initial).problem,
+               linear_solver="dense_schur", max_iterations=2, threads=2)
 misses = {}
 for obj in gc.get_objects():
     if isinstance(obj, Dispatcher) and obj.signatures and type(obj._cache).__name__ != "NullCache":
