@@ -28,7 +28,7 @@ from sparselm.linalg.cholmod import CholmodFactor
 from sparselm.linalg.flops import cholmod_factor_flops, dense_factor_flops, schur_flops
 from sparselm.linalg.schur import memory as schur_memory
 from sparselm.linalg.schur.kernels import back_substitution_kernel
-from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization
+from sparselm.linalg.schur.linearize import chunk_instances, group_pass_kernel, reduce_linearization
 from sparselm.linalg.schur.eliminate import (chunk_points_by_pairs, pair_update_flops, point_pass_kernel,
                                              reduce_chunks, reduce_stacked, stacked_elimination_pays, stacked_flops,
                                              stacked_point_pass_kernel)
@@ -68,8 +68,9 @@ class SchurSolver(LinearSolver):
             self._g_private = np.zeros((n_chunks, lay.n_reduced_columns))
             self._n_private = np.zeros((n_chunks, lay.n_reduced_columns))
             self._chunk_instances = [chunk_instances(gm.e_local, n_chunks) for gm in st.groups]
-            self._linearize_kernels = [linearize_kernel(res.shape[1], kf, ke, self._smaller_f_size(g, kf))
-                                       for g, res in enumerate(self.evaluator.residuals)]
+            self._linearize_kernels = [group_pass_kernel(res.shape[1], kf, ke, rl.slot_offset, rl.slot_size,
+                                                         gm.combo_a, gm.combo_b)
+                                       for res, rl, gm in zip(self.evaluator.residuals, lay.residuals, st.groups)]
             self._s_colptr, self._s_within, self._s_diagonal, size = self._s_addressing()
             self.u_values = np.zeros(size)
             self.s_values = np.zeros(size)
@@ -92,15 +93,6 @@ class SchurSolver(LinearSolver):
             reduce_linearization(self._u_private, self._g_private, self._n_private, st.u_blocks, self._s_colptr,
                                  p.target_col, p.target_ncol, p.target_nrow, self._s_within, p.target_diag, self.u_values,
                                  ev.gradient, ev.column_norms)
-
-    def _smaller_f_size(self, g: int, kf: int) -> int:
-        """The largest size below kf of residual group g's f-slots (0 if none): its products get
-        straight-line code in the linearisation pass (:func:`linearize_kernel`)."""
-        problem = self.evaluator.problem
-        groups = problem.residual_groups[g].groups
-        sizes = [int(k) for name, k in zip(groups, self.layout.residuals[g].slot_size)
-                 if not problem.parameter_groups[name].eliminate and k < kf]
-        return max(sizes, default=0)
 
     def _prepare_elimination(self, n_chunks: int, kf: int, ke: int) -> None:
         """Set up the point pass: the cell-pair updates (:func:`point_pass_kernel`), chunks balanced by

@@ -27,7 +27,7 @@ from sparselm.linalg.schur.block_pcg import BlockPCG
 from sparselm.linalg.schur.implicit_kernels import (diagonal_u_targets, instance_points, jacobian_schur_kernels,
                                                     point_instance_ranges, points_with_repeated_blocks,
                                                     slot_block_counts)
-from sparselm.linalg.schur.linearize import chunk_instances, linearize_kernel, reduce_linearization
+from sparselm.linalg.schur.linearize import chunk_instances, group_pass_kernel, reduce_linearization
 from sparselm.linalg.schur.unrolled import slp_vectorization
 from sparselm.linalg.schur.pcg import chunk_by_work, csr_matvec_dot, gather_values, implicit_kernels, symmetric_csr
 from sparselm.util import pages
@@ -123,7 +123,10 @@ class ImplicitSchur(LinearSolver):
         self._eliminate, self._product, self._back_substitute = jacobian_schur_kernels(
             m, ke, f_slots, tuple(int(rl_e.slot_offset[j]) for j in f_slots),
             tuple(int(rl_e.slot_size[j]) for j in f_slots), int(rl_e.slot_offset[e_col]))
-        self._linearize_kernels = [linearize_kernel(res.shape[1], kf, ke) for res in self.evaluator.residuals]
+        self._linearize_kernels = [group_pass_kernel(res.shape[1], kf, ke, rl.slot_offset, rl.slot_size, combo_a,
+                                                     combo_b)
+                                   for res, rl, (combo_a, combo_b, _) in zip(self.evaluator.residuals, lay.residuals,
+                                                                             self._combos)]
         _, self._reduce_blocks, _ = implicit_kernels(kf, ke)
         self._no_w = np.zeros((0, kf, ke))
         self._no_cells = [np.broadcast_to(np.array(-1, dtype=np.int64), rl.block.shape) for rl in lay.residuals]
