@@ -151,8 +151,21 @@ class ColmapModel:
         return image_row, point_row, xy
 
 
+#: :func:`rows_of` looks ids up in a table indexed by id when the largest id is at most this many times
+#: the number of ids and wanted ids (COLMAP numbers cameras and images 1, 2, ...), else it sorts them
+DIRECT_LOOKUP_SPAN = 4
+
+
 def rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Row of each of ``wanted`` in ``ids`` (-1 where absent), vectorised."""
+    """Row of each of ``wanted`` in ``ids`` (-1 where absent; the first row of an id that repeats),
+    vectorised: a look-up table over the ids when they are small non-negative integers, else a sort."""
+    if len(ids) and len(wanted) and ids.dtype.kind in "iu":
+        top = int(ids.max())
+        if int(ids.min()) >= 0 and top <= DIRECT_LOOKUP_SPAN * (len(ids) + len(wanted)):
+            table = np.full(top + 3, -1, np.int64)  # id k at k + 1; ends: -1 for ids below 0 and above top
+            table[ids + 1] = np.arange(len(ids))
+            if (table[ids + 1] == np.arange(len(ids))).all():  # else an id repeats: the sort finds its first row
+                return np.take(table, np.asarray(wanted, np.int64) + 1, mode="clip")
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     pos = np.searchsorted(sorted_ids, wanted)
