@@ -45,3 +45,19 @@ def test_rows_of_table_and_sort_agree_on_random_ids():
     wanted = rng.integers(-5, 420, 2000)
     assert ids.max() <= DIRECT_LOOKUP_SPAN * (len(ids) + len(wanted))  # the table path
     np.testing.assert_array_equal(rows_of(ids, wanted), _rows_by_search(ids, wanted))
+
+
+def test_validate_names_the_first_camera_at_fault():
+    """The first camera with any fault is named (camera parameters are checked all at once)."""
+    from sparselm.colmap.model import ColmapFormatError, validate
+    from sparselm.colmap.synthetic import synthetic_model
+
+    files = {"cameras": "cameras.bin", "images": "images.bin", "points3D": "points3D.bin"}
+    model = synthetic_model("SIMPLE_PINHOLE", n_images=4, n_cameras=3, n_points=20, seed=1).initial
+    model.camera_params[model.camera_param_offsets[1]] = np.nan  # camera record 1
+    model.camera_model_ids[2] = 99  # camera record 2
+    with pytest.raises(ColmapFormatError, match=r"cameras.bin: camera \d+ \(record 1\): non-finite parameter"):
+        validate(model, files)
+    model.camera_model_ids[0] = 98
+    with pytest.raises(ColmapFormatError, match=r"\(record 0\): unknown camera model id 98"):
+        validate(model, files)

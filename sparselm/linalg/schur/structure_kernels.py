@@ -17,15 +17,17 @@ observation, cell or pair, and no global sort of keys:
   rows bucketed by column in two sequential sweeps over the points, then deduplicated with a
   marker array and sorted per column;
 - :func:`marked_s_pattern`: the same pattern and its table of positions for few f-blocks (up to
-  ``TARGET_TABLE_MAX_BLOCKS``), by marking every pair's block in the table in one sweep;
+  ``TARGET_TABLE_MAX_BLOCKS``), by marking every pair's block in the table in one sweep (that stops
+  once every block is marked);
 - :func:`pair_and_u_targets`: for many f-blocks, the S target of every cell pair in point order
   and of every U contribution (parallel over points), by a binary search of the row among its
-  column's sorted rows; with few f-blocks :func:`u_table_targets` looks the U contributions up in
+  column's sorted rows. The pattern of S is small next to the points, so those searches stay in
+  cache while the points' cells are read and their pairs' targets written sequentially (a sweep
+  over S's columns instead jumped between points at random and was ~3x slower at 10^6
+  observations). With few f-blocks :func:`u_table_targets` looks the U contributions up in
   :func:`marked_s_pattern`'s table of positions and :func:`pair_block` the pairs, and no per-pair
   array is built;
-- :func:`number_u_blocks`: U's own S blocks numbered compactly, and each U contribution's number. The pattern of S is small next to the points, so those searches stay in cache while the points'
-  cells are read and their pairs' targets written sequentially (a sweep over S's columns instead
-  jumped between points at random and was ~3x slower at 10^6 observations).
+- :func:`number_u_blocks`: U's own S blocks numbered compactly, and each U contribution's number.
 """
 from __future__ import annotations
 
@@ -97,18 +99,10 @@ def group_entries(block, e_local, n_f, combo_a, combo_b):
     (entry_e, entry_f) of every f-slot of an instance that has an e-block, and (u_hi, u_lo), the larger
     and smaller block of every slot pair (combo_a, combo_b) whose slots both hold f-blocks."""
     n, n_slots = block.shape
-    n_entries = n_u = 0
-    for i in range(n):
-        for j in range(n_slots):
-            if e_local[i] >= 0 and 0 <= block[i, j] < n_f:
-                n_entries += 1
-        for q in range(combo_a.shape[0]):
-            if 0 <= block[i, combo_a[q]] < n_f and 0 <= block[i, combo_b[q]] < n_f:
-                n_u += 1
-    entry_e = np.empty(n_entries, np.int64)
-    entry_f = np.empty(n_entries, np.int64)
-    u_hi = np.empty(n_u, np.int64)
-    u_lo = np.empty(n_u, np.int64)
+    entry_e = np.empty(n * n_slots, np.int64)  # at most one entry per (instance, slot): filled in one pass
+    entry_f = np.empty(n * n_slots, np.int64)
+    u_hi = np.empty(n * combo_a.shape[0], np.int64)
+    u_lo = np.empty(n * combo_a.shape[0], np.int64)
     k = ku = 0
     for i in range(n):
         for j in range(n_slots):
@@ -121,7 +115,7 @@ def group_entries(block, e_local, n_f, combo_a, combo_b):
             if 0 <= a < n_f and 0 <= b < n_f:
                 u_hi[ku], u_lo[ku] = max(a, b), min(a, b)
                 ku += 1
-    return entry_e, entry_f, u_hi, u_lo
+    return entry_e[:k], entry_f[:k], u_hi[:ku], u_lo[:ku]
 
 
 @numba.njit(cache=True)
@@ -291,20 +285,29 @@ def marked_s_pattern(n_f, cells_of_e, cell_f, u_hi, u_lo):
     The same (col_ptr, rows) as :func:`s_pattern_columns`, and ``table``, n_f x n_f: [b, r] = position
     of block row r in block column b of ``rows``, -1 if absent. Every block a cell pair or a U
     contribution touches is marked in the table, then the marks are numbered column by column, rows
-    ascending."""
+    ascending. The sweep stops once every block is marked (S dense: every pair of f-blocks shares an
+    e-block, as in small SfM models, where the first points usually mark them all)."""
     n_e = cells_of_e.shape[0] - 1
     table = np.full((n_f, n_f), -1, np.int64)
     for b in range(n_f):
         table[b, b] = 0
+    unmarked = n_f * (n_f - 1) // 2  # blocks below the diagonal not marked yet: none left, nothing to do
     for p in range(n_e):
+        if unmarked == 0:
+            break
         first = cells_of_e[p]
         n = cells_of_e[p + 1] - first
         for lb in range(n):
             b = cell_f[first + lb]
             for la in range(lb + 1, n):
-                table[b, cell_f[first + la]] = 0  # cells are sorted by f-block: row >= column
-    for u in range(u_hi.shape[0]):
-        table[u_lo[u], u_hi[u]] = 0
+                r = cell_f[first + la]  # cells are sorted by f-block: row >= column
+                if table[b, r] < 0:
+                    table[b, r] = 0
+                    unmarked -= 1
+    for u in range(u_hi.shape[0] if unmarked > 0 else 0):
+        if table[u_lo[u], u_hi[u]] < 0:
+            table[u_lo[u], u_hi[u]] = 0
+            unmarked -= 1
     col_ptr = np.zeros(n_f + 1, np.int64)
     for b in range(n_f):
         n = 0
@@ -370,7 +373,8 @@ def u_table_targets(table, u_hi, u_lo):
 def number_u_blocks(u_flat, n_targets):
     """(u_blocks, u_ranked): the S targets U touches (sorted; BA: the camera diagonal), and for every U
     contribution (target ``u_flat[u]``) the position of its target in u_blocks, so that per-thread U
-    accumulators scale with U's few blocks, not with S."""
+    accumulators scale with U's few blocks, not with S. ``u_ranked`` is ``u_flat`` itself, overwritten
+    (a scratch array the size of U's contributions less)."""
     rank = np.zeros(n_targets, np.int64)
     for u in range(u_flat.shape[0]):
         rank[u_flat[u]] = 1
@@ -385,7 +389,6 @@ def number_u_blocks(u_flat, n_targets):
     for t in range(n_targets):
         if rank[t] >= 0:
             u_blocks[rank[t]] = t
-    u_ranked = np.empty(u_flat.shape[0], np.int64)
     for u in range(u_flat.shape[0]):
-        u_ranked[u] = rank[u_flat[u]]
-    return u_blocks, u_ranked
+        u_flat[u] = rank[u_flat[u]]
+    return u_blocks, u_flat

@@ -1,12 +1,15 @@
 """The structure kernels that replaced scans and numpy chains, against plain references on random
 inputs: group_cells (stamp arrays) against a dictionary of the distinct (e, f) pairs, sort_small on both
-sides of its insertion-sort limit, and number_u_blocks against np.unique."""
+sides of its insertion-sort limit, number_u_blocks against np.unique, and marked_s_pattern's early stop
+(a dense S) against the same pattern built with no stop."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sparselm.linalg.schur.structure_kernels import SMALL_SORT_MAX, group_cells, number_u_blocks, sort_small
+from sparselm.core.layout import counting_order
+from sparselm.linalg.schur.structure_kernels import (SMALL_SORT_MAX, group_cells, marked_s_pattern, number_u_blocks,
+                                                     s_pattern_columns, sort_small)
 
 
 def _reference_cells(entry_e, entry_f):
@@ -51,8 +54,38 @@ def test_sort_small_sorts_only_its_range(n):
 def test_number_u_blocks_matches_unique(seed):
     rng = np.random.default_rng(seed)
     u_flat = rng.integers(0, 40, 300).astype(np.int64)
+    targets = u_flat.copy()
     u_blocks, u_ranked = number_u_blocks(u_flat, 60)
-    np.testing.assert_array_equal(u_blocks, np.unique(u_flat))
-    np.testing.assert_array_equal(u_blocks[u_ranked], u_flat)
+    np.testing.assert_array_equal(u_blocks, np.unique(targets))
+    np.testing.assert_array_equal(u_blocks[u_ranked], targets)
+    assert u_ranked is u_flat  # renumbered in place
     empty_blocks, empty_ranked = number_u_blocks(np.zeros(0, np.int64), 60)
     assert empty_blocks.size == 0 and empty_ranked.size == 0
+
+
+@pytest.mark.parametrize("first_point_sees_all", [True, False])
+def test_marked_s_pattern_stops_once_s_is_dense_with_the_same_result(first_point_sees_all):
+    """A dense S (every f-block pair shares a point): the sweep may stop early, marking the same
+    pattern and numbering as the bucketed build, U's blocks included."""
+    rng = np.random.default_rng(7)
+    n_f, n_e = 9, 30
+    sets = [np.sort(rng.choice(n_f, rng.integers(1, 5), replace=False)) for _ in range(n_e)]
+    if first_point_sees_all:
+        sets[0] = np.arange(n_f)  # marks every block at once
+    else:
+        sets[-1] = np.arange(n_f)  # the last point completes it
+    cells_of_e = np.r_[0, np.cumsum([len(x) for x in sets])].astype(np.int64)
+    cell_f = np.concatenate(sets).astype(np.int64)
+    n = np.diff(cells_of_e)
+    pair_start = np.r_[0, np.cumsum(n * (n + 1) // 2)].astype(np.int64)
+    u_lo = rng.integers(0, n_f, 15).astype(np.int64)
+    u_hi = np.maximum(u_lo, rng.integers(0, n_f, 15)).astype(np.int64)
+    u_ptr, u_order = counting_order(u_lo, n_f)
+    col_ptr, rows = s_pattern_columns(n_f, cells_of_e, cell_f, pair_start, u_ptr, u_order, u_hi)
+    marked_ptr, marked_rows, table = marked_s_pattern(n_f, cells_of_e, cell_f, u_hi, u_lo)
+    assert col_ptr[-1] == n_f * (n_f + 1) // 2  # dense
+    np.testing.assert_array_equal(marked_ptr, col_ptr)
+    np.testing.assert_array_equal(marked_rows, rows)
+    for b in range(n_f):
+        for r in range(b, n_f):
+            assert rows[table[b, r]] == r and col_ptr[b] <= table[b, r] < col_ptr[b + 1]
