@@ -121,8 +121,7 @@ def measure_problem(path: Path, threads: int, before: dict) -> dict:
     # table of block positions (few cameras) and needs no such array
     no_u = np.zeros(0, dtype=np.int64)
     col_ptr, rows, _ = marked_s_pattern(st.n_f_blocks, st.cells_of_e, st.cell_f, no_u, no_u)
-    numbered_pairs, _ = pair_and_u_targets(col_ptr, rows, st.cells_of_e, st.cell_f, st.pair_start, no_u, no_u,
-                                           np.zeros((0, 0), dtype=np.int64))
+    numbered_pairs, _ = pair_and_u_targets(col_ptr, rows, st.cells_of_e, st.cell_f, st.pair_start, no_u, no_u)
 
     def run_point_pass(kernel, version):
         targets = (numbered_pairs,) if version == "before" else (st.pair_target, st.table)

@@ -127,12 +127,15 @@ def read_images_binary(data: bytes, path) -> dict:
         ids.append(values[0]), poses.append(values[1:8]), cams.append(values[8])
         offsets.append(offsets[-1] + n2)
     r.finish()
-    # copied once, straight into the model's arrays (a fresh page costs more than the copy)
+    # copied once, straight into the model's arrays (a fresh page costs more than the copy), column by
+    # column (a narrow 2-D strided copy is several times slower in numpy)
     xy = np.empty((offsets[-1], 2), np.float64)
     point3D_ids = np.empty(offsets[-1], np.int64)
     for lo, block in zip(offsets, blocks):
-        xy[lo:lo + len(block)] = block[:, :2].view("<f8")
-        point3D_ids[lo:lo + len(block)] = block[:, 2].view("<i8")  # 2^64 - 1 (invalid) becomes -1
+        hi = lo + len(block)
+        xy[lo:hi, 0] = block[:, 0].view("<f8")
+        xy[lo:hi, 1] = block[:, 1].view("<f8")
+        point3D_ids[lo:hi] = block[:, 2].view("<i8")  # 2^64 - 1 (invalid) becomes -1
     pose = np.array(poses, np.float64).reshape(-1, 7)
     return dict(image_ids=np.array(ids, np.int64), image_camera_ids=np.array(cams, np.int64),
                 image_qvecs=np.ascontiguousarray(pose[:, :4]), image_tvecs=np.ascontiguousarray(pose[:, 4:]),
@@ -164,26 +167,35 @@ def _scan_points3D(buf, n):
 
 @njit(cache=True)
 def _split_points3D(buf, starts, lengths, offsets):
-    """The records' heads (n, 51 bytes: id, xyz, rgb, error, length) and their track elements (8 bytes
-    each, all tracks one after the other), copied out of the file's bytes ``buf``."""
+    """The records' heads (n, 51 bytes: id, xyz, rgb, error, length), copied out of the file's bytes
+    ``buf``, and their track elements decoded straight into int64 arrays (all tracks one after the
+    other): (heads, image ids, 2-D point indices), each element two little-endian uint32."""
     n = starts.shape[0]
     heads = np.empty((n, _HEAD_BYTES), np.uint8)
-    tracks = np.empty((offsets[n], 8), np.uint8)
+    image_ids = np.empty(offsets[n], np.int64)
+    point2D_idx = np.empty(offsets[n], np.int64)
     for i in range(n):
         pos = starts[i]
         for k in range(_HEAD_BYTES):
             heads[i, k] = buf[pos + k]
         pos += _HEAD_BYTES
         for t in range(offsets[i], offsets[i] + lengths[i]):
-            for k in range(8):
-                tracks[t, k] = buf[pos + k]
+            image_ids[t] = _uint32_at(buf, pos)
+            point2D_idx[t] = _uint32_at(buf, pos + 4)
             pos += 8
-    return heads, tracks
+    return heads, image_ids, point2D_idx
+
+
+@njit(cache=True, inline="always")
+def _uint32_at(buf, pos):
+    """The little-endian uint32 at byte ``pos`` of ``buf``, as an int64."""
+    return (np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8) | (np.int64(buf[pos + 2]) << 16)
+            | (np.int64(buf[pos + 3]) << 24))
 
 
 def read_points3D_binary(data: bytes, path) -> dict:
     """Parse points3D.bin: a dict of the point* and track_* fields of ColmapModel. Record offsets are
-    found by one compiled pass, the records' bytes copied out by a second one and viewed as fields."""
+    found by one compiled pass, the heads copied out and the tracks decoded by a second one."""
     r = _Reader(data, path)
     (n,) = r.take("<Q")
     if 8 + n * _POINT_HEAD.itemsize > len(data):
@@ -202,13 +214,11 @@ def read_points3D_binary(data: bytes, path) -> dict:
                                             f"(offset {end})")
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    heads, tracks = _split_points3D(buf, starts, lengths, offsets)
+    heads, track_image_ids, track_point2D_idx = _split_points3D(buf, starts, lengths, offsets)
     head = heads.reshape(-1).view(_POINT_HEAD)
-    track = tracks.reshape(-1).view(_TRACK)
     return dict(point3D_ids=_ids_to_int64(head["id"]), points_xyz=head["xyz"].astype(np.float64),
                 points_rgb=head["rgb"].copy(), points_error=head["error"].astype(np.float64),
-                track_image_ids=track["image"].astype(np.int64), track_point2D_idx=track["idx"].astype(np.int64),
-                track_offsets=offsets)
+                track_image_ids=track_image_ids, track_point2D_idx=track_point2D_idx, track_offsets=offsets)
 
 
 def read_rigs_binary(data: bytes, path) -> Tuple[np.ndarray, np.ndarray]:

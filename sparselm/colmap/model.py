@@ -147,12 +147,25 @@ class ColmapModel:
         row of each track element and its 2-D point's pixel coordinates (n_observations, 2)."""
         image_row = rows_of(self.image_ids, self.track_image_ids)
         point_row = np.repeat(np.arange(self.n_points), np.diff(self.track_offsets))
-        xy = self.points2D_xy[self.points2D_offsets[image_row] + self.track_point2D_idx]
+        xy = np.take(self.points2D_xy, self.points2D_offsets[image_row] + self.track_point2D_idx, axis=0)
         return image_row, point_row, xy
 
 
+#: :func:`rows_of` looks ids up in a table indexed by id when the largest id is at most this many times
+#: the number of ids and wanted ids (COLMAP numbers cameras and images 1, 2, ...), else it sorts them
+DIRECT_LOOKUP_SPAN = 4
+
+
 def rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Row of each of ``wanted`` in ``ids`` (-1 where absent), vectorised."""
+    """Row of each of ``wanted`` in ``ids`` (-1 where absent; the first row of an id that repeats),
+    vectorised: a look-up table over the ids when they are small non-negative integers, else a sort."""
+    if len(ids) and len(wanted) and ids.dtype.kind in "iu":
+        top = int(ids.max())
+        if int(ids.min()) >= 0 and top <= DIRECT_LOOKUP_SPAN * (len(ids) + len(wanted)):
+            table = np.full(top + 3, -1, np.int64)  # id k at k + 1; ends: -1 for ids below 0 and above top
+            table[ids + 1] = np.arange(len(ids))
+            if (table[ids + 1] == np.arange(len(ids))).all():  # else an id repeats: the sort finds its first row
+                return np.take(table, np.asarray(wanted, np.int64) + 1, mode="clip")
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     pos = np.searchsorted(sorted_ids, wanted)
@@ -199,17 +212,7 @@ def validate(model: ColmapModel, files) -> None:
     point3D_id is -1 or a 3-D point whose track holds it."""
     cam_f, img_f, pts_f = files["cameras"], files["images"], files["points3D"]
     _check_unique(model.camera_ids, cam_f, "camera")
-    for i, model_id in enumerate(model.camera_model_ids):
-        spec = CAMERA_MODELS.get(int(model_id))
-        record = f"camera {model.camera_ids[i]} (record {i})"
-        if spec is None:
-            raise ColmapFormatError(cam_f, record, f"unknown camera model id {model_id}")
-        n = model.camera_param_offsets[i + 1] - model.camera_param_offsets[i]
-        if n != spec.n_params:
-            raise ColmapFormatError(cam_f, record, f"{spec.name} takes {spec.n_params} parameters, got {n}")
-        params = model.camera_params_of(i)
-        if not np.isfinite(params).all():
-            raise ColmapFormatError(cam_f, record, f"non-finite parameter in {params.tolist()}")
+    _check_cameras(model, cam_f)
     _check_unique(model.image_ids, img_f, "image")
     camera_rows = rows_of(model.camera_ids, model.image_camera_ids)
     if (camera_rows < 0).any():
@@ -232,6 +235,33 @@ def validate(model: ColmapModel, files) -> None:
     _check_finite(model.points_xyz, pts_f, "point3D", model.point3D_ids, "position")
     _check_finite(model.points_error, pts_f, "point3D", model.point3D_ids, "error")
     _check_tracks(model, img_f, pts_f)
+
+
+def _check_cameras(model: ColmapModel, cam_f) -> None:
+    """Known camera models with the right parameter count, finite parameters; the first camera at fault
+    is named (for one camera: an unknown model, then a wrong count, then a non-finite parameter). The
+    parameters are checked for all cameras at once, the models in a loop over plain ints."""
+    n_params = np.diff(model.camera_param_offsets).tolist()
+    bad_model = len(n_params)
+    for i, model_id in enumerate(model.camera_model_ids.tolist()):
+        spec = CAMERA_MODELS.get(model_id)
+        if spec is None or n_params[i] != spec.n_params:
+            bad_model = i
+            break
+    bad_value = len(n_params)
+    if not np.isfinite(model.camera_params).all():
+        k = _first(~np.isfinite(model.camera_params))
+        bad_value = int(np.searchsorted(model.camera_param_offsets, k, side="right")) - 1
+    i = min(bad_model, bad_value)
+    if i == len(n_params):
+        return
+    record = f"camera {model.camera_ids[i]} (record {i})"
+    spec = CAMERA_MODELS.get(int(model.camera_model_ids[i]))
+    if spec is None:
+        raise ColmapFormatError(cam_f, record, f"unknown camera model id {model.camera_model_ids[i]}")
+    if n_params[i] != spec.n_params:
+        raise ColmapFormatError(cam_f, record, f"{spec.name} takes {spec.n_params} parameters, got {n_params[i]}")
+    raise ColmapFormatError(cam_f, record, f"non-finite parameter in {model.camera_params_of(i).tolist()}")
 
 
 def _image_of_point2D(model: ColmapModel, k: int) -> int:

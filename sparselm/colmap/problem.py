@@ -177,17 +177,26 @@ def _add_points(problem, model, options, used_points):
     return used_points, block
 
 
-def _observations(problem, name, residual_type, pose_slots, sel, model_id, cols, options, extra=None):
-    """Add the residual group of the observations ``sel`` (slots: ``pose_slots`` then the point; data:
-    pixel, model id, then ``extra`` columns)."""
+def _observations(problem, name, residual_type, pose_slots, sel, cols, options, constants, which=None):
+    """Add the residual group of the observations ``sel`` (a mask, or ``slice(None)`` for all; slots:
+    ``pose_slots`` then the point). Each one's data: its pixel, then row ``which[i]`` of ``constants``
+    (the model id, ...; row 0 for every observation when ``which`` is None). Built as one gather of
+    whole rows, then the two pixel columns: numpy copies a narrow 2-D block into a strided one several
+    times slower than whole rows or single columns."""
     xy = cols["xy"][sel]
-    data = np.empty((len(xy), 3 + (0 if extra is None else extra.shape[1])))
-    data[:, :2] = xy
-    data[:, 2] = model_id
-    if extra is not None:
-        data[:, 3:] = extra
+    padded = np.zeros((len(constants), 2 + constants.shape[1]))
+    padded[:, 2:] = constants
+    data = np.repeat(padded, len(xy), axis=0) if which is None else np.take(padded, which, axis=0)
+    data[:, 0] = xy[:, 0]
+    data[:, 1] = xy[:, 1]
     problem.add_residual_group(name, residual_type, pose_slots + [("points", cols["point_index"][sel])], data,
                                loss=LOSSES[options.loss_function_type], loss_scale=options.loss_function_scale)
+
+
+def _all_or_mask(mask: np.ndarray):
+    """``slice(None)`` when every entry of ``mask`` is set (indexing with it then takes views, not
+    copies), else the mask itself."""
+    return slice(None) if mask.all() else mask
 
 
 def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
@@ -205,12 +214,12 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
                                     manifold=quaternion_and_vector(3 + len(free)))
         block = np.full(model.n_images, -1)
         block[images] = np.arange(len(images))
-        sel = model_of_image[image_row] == model_id
-        template = params[block[image_row[sel]]]
-        bits = np.full((int(sel.sum()), 1), float(np.sum(1 << free)))
+        sel = _all_or_mask(model_of_image[image_row] == model_id)
+        blocks = block[image_row[sel]]
+        constants = np.hstack([np.full((len(images), 1), model_id), np.full((len(images), 1), np.sum(1 << free)),
+                               params])  # per image: model id, free-parameter bits, all its camera's parameters
         _observations(problem, f"observations_{name}", joint_reprojection_type(params.shape[1], len(free)),
-                      [(f"cameras_{name}", block[image_row[sel]])], sel, model_id, cols, options,
-                      extra=np.hstack([bits, template]))
+                      [(f"cameras_{name}", blocks)], sel, cols, options, constants, blocks)
         pose_groups.append((f"cameras_{name}", images))
         camera_groups.append((f"cameras_{name}", camera_row[images], 7, free))
     return pose_groups, camera_groups
@@ -258,10 +267,12 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
             sel = (model.camera_model_ids[obs_camera] == model_id) & (on_gauge == gauge_group)
             if not sel.any():
                 continue
+            sel = _all_or_mask(sel)
             _observations(problem, f"observations_{name}" + ("_gauge" if gauge_group else ""),
                           reprojection_type(params.shape[1]),
                           [("gauge_pose" if gauge_group else "poses", pose_block[image_row[sel]]),
-                           (f"intrinsics_{name}", block_of_camera[obs_camera[sel]])], sel, model_id, cols, options)
+                           (f"intrinsics_{name}", block_of_camera[obs_camera[sel]])], sel, cols, options,
+                          np.array([[model_id]], dtype=np.float64))
     return pose_groups, camera_groups
 
 

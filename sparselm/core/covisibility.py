@@ -48,26 +48,34 @@ def covisible_lower_pairs(kept: np.ndarray, eliminated: np.ndarray, n_kept: int,
 
 @numba.njit(cache=True)
 def _marked_lower_pairs(kept, eliminated, n_kept, n_eliminated):
-    """:func:`covisible_lower_pairs` through an n_kept x n_kept table of marks ([col, row])."""
-    head = np.full(n_eliminated, -1, np.int64)  # each eliminated block's incidences as a linked list
-    link = np.empty(kept.shape[0], np.int64)
+    """:func:`covisible_lower_pairs` through an n_kept x n_kept table of marks ([col, row]).
+
+    The incidences are counting-sorted by eliminated block (each one's kept blocks then lie side by
+    side, read in order), and the sweep stops once every pair is marked (every pair of kept blocks
+    shares an eliminated block: small SfM models)."""
+    ptr = np.zeros(n_eliminated + 1, np.int64)
     for i in range(kept.shape[0]):
-        link[i] = head[eliminated[i]]
-        head[eliminated[i]] = i
-    mark = np.zeros((n_kept, n_kept), np.bool_)
+        ptr[eliminated[i] + 1] += 1
     for e in range(n_eliminated):
-        i = head[e]
-        while i >= 0:
-            a = kept[i]
-            j = i
-            while j >= 0:
-                b = kept[j]
-                if a >= b:
-                    mark[b, a] = True
-                else:
-                    mark[a, b] = True
-                j = link[j]
-            i = link[i]
+        ptr[e + 1] += ptr[e]
+    fill = ptr[:-1].copy()
+    kept_of = np.empty(kept.shape[0], np.int64)  # the kept blocks of eliminated block e: kept_of[ptr[e]:ptr[e+1]]
+    for i in range(kept.shape[0]):
+        kept_of[fill[eliminated[i]]] = kept[i]
+        fill[eliminated[i]] += 1
+    mark = np.zeros((n_kept, n_kept), np.bool_)
+    unmarked = n_kept * (n_kept + 1) // 2
+    for e in range(n_eliminated):
+        if unmarked == 0:
+            break
+        for x in range(ptr[e], ptr[e + 1]):
+            a = kept_of[x]
+            for y in range(ptr[e], x + 1):
+                b = kept_of[y]
+                c, r = min(a, b), max(a, b)
+                if not mark[c, r]:
+                    mark[c, r] = True
+                    unmarked -= 1
     n = 0
     for c in range(n_kept):
         for r in range(c, n_kept):

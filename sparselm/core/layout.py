@@ -143,6 +143,7 @@ def instance_order_and_uses(index, slot_ids, id_offset, n_blocks):
     n, s = index.shape
     raw = np.empty((n, s), np.int64)
     key = np.empty(n, np.int64)
+    use_ptr = np.zeros(n_blocks + 1, np.int64)  # uses counted here: their number does not depend on the order
     in_order = True
     for i in range(n):
         top = -1
@@ -150,6 +151,8 @@ def instance_order_and_uses(index, slot_ids, id_offset, n_blocks):
             b = slot_ids[id_offset[j] + index[i, j]]
             raw[i, j] = b
             top = max(top, b)
+            if b >= 0:
+                use_ptr[b + 1] += 1
         key[i] = top + 1
         if i > 0 and key[i] < key[i - 1]:
             in_order = False
@@ -162,11 +165,6 @@ def instance_order_and_uses(index, slot_ids, id_offset, n_blocks):
             for j in range(s):
                 block[i, j] = raw[order[i], j]
         perm = order
-    use_ptr = np.zeros(n_blocks + 1, np.int64)
-    for i in range(n):
-        for j in range(s):
-            if block[i, j] >= 0:
-                use_ptr[block[i, j] + 1] += 1
     for b in range(n_blocks):
         use_ptr[b + 1] += use_ptr[b]
     fill = use_ptr[:-1].copy()

@@ -43,11 +43,10 @@ def _index_array(name: str, values, n_blocks: int) -> np.ndarray:
             raise ValueError(f"{name}: entry {i} is not an integer ({arr[i]})")
     elif arr.size and arr.dtype.kind not in "iu":
         raise ValueError(f"{name}: expected integers, got dtype {arr.dtype}")
-    bad = (arr < 0) | (arr >= n_blocks)  # on the original values: a cast could wrap them
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+    if arr.size and (arr.min() < 0 or arr.max() >= n_blocks):  # on the original values: a cast could wrap them
+        i = int(np.flatnonzero((arr < 0) | (arr >= n_blocks))[0])
         raise ValueError(f"{name}: entry {i} = {arr[i]} is out of range [0, {n_blocks})")
-    return arr.astype(np.int64)
+    return arr.astype(np.int64, copy=False)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparselm.util.numerics import MAX_MAGNITUDE, first_beyond, magnitude_message
+from sparselm.util.numerics import MAX_MAGNITUDE, all_finite, first_beyond, magnitude_message
 
 
 def float_array(name: str, values, ndim: int, bounded: bool = False) -> np.ndarray:
@@ -26,9 +26,8 @@ def float_array(name: str, values, ndim: int, bounded: bool = False) -> np.ndarr
     if arr.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        where = np.argwhere(bad)[0]
+    if not all_finite(arr):  # no boolean copy of the array unless there is something to report
+        where = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(f"{name}: non-finite value {arr[tuple(where)]} at index {tuple(int(w) for w in where)}")
     where = first_beyond(arr) if bounded else None
     if where is not None:

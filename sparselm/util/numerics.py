@@ -79,6 +79,8 @@ def combined_norm(norms: Iterable[float]) -> float:
 
 def first_beyond(values: np.ndarray, limit: float = MAX_MAGNITUDE) -> Optional[Tuple[int, ...]]:
     """The index of the first entry with |value| > limit, or None."""
+    if values.size == 0 or (values.max() <= limit and values.min() >= -limit):  # no temporary arrays
+        return None
     beyond = np.abs(values) > limit
     if not beyond.any():
         return None

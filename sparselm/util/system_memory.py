@@ -6,31 +6,37 @@ page cache, for the process's own group and each ancestor visible in this mount 
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Optional, Tuple
 
 UNLIMITED = 2**60  # cgroup limits at or above this mean "no limit"
 
 
-def _read_int(path: Path) -> Optional[int]:
+def _read_text(path: str) -> Optional[str]:
+    """The text of a small system file, None when it cannot be read (plain ``open``: pathlib's layers
+    cost more than the read, and every solve reads these files)."""
     try:
-        text = path.read_text().strip()
+        with open(path) as fh:
+            return fh.read()
     except (OSError, ValueError):
         return None
-    if text == "max":
+
+
+def _read_int(path: str) -> Optional[int]:
+    text = _read_text(path)
+    if text is None or text.strip() == "max":
         return None
     try:
-        return int(text)
+        return int(text.strip())
     except ValueError:
         return None
 
 
-def _stat_value(path: Path, keys: Tuple[str, ...]) -> int:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
+def _stat_value(path: str, keys: Tuple[str, ...]) -> int:
+    text = _read_text(path)
+    if text is None:
         return 0
-    values = dict(line.split()[:2] for line in lines if len(line.split()) >= 2)
+    values = dict(line.split()[:2] for line in text.splitlines() if len(line.split()) >= 2)
     for key in keys:
         if key in values:
             try:
@@ -40,26 +46,28 @@ def _stat_value(path: Path, keys: Tuple[str, ...]) -> int:
     return 0
 
 
-def _meminfo_available(meminfo: Path) -> Optional[int]:
+def _meminfo_available(meminfo: str) -> Optional[int]:
+    text = _read_text(meminfo)
+    if text is None:
+        return None
     try:
-        for line in meminfo.read_text().splitlines():
+        for line in text.splitlines():
             if line.startswith("MemAvailable:"):
                 parts = line.split()
                 return int(parts[1]) * (1024 if len(parts) < 3 or parts[2].lower() == "kb" else 1)
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
     return None
 
 
-def _cgroup_available(proc_cgroup: Path, root: Path) -> Optional[int]:
+def _cgroup_available(proc_cgroup: str, root: str) -> Optional[int]:
     """Limit minus usage (page cache that can be dropped not counted) of this process's memory cgroup
     and its ancestors, the smallest; None when no limit is set or nothing can be read."""
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
+    text = _read_text(proc_cgroup)
+    if text is None:
         return None
     best: Optional[int] = None
-    for line in lines:
+    for line in text.splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -67,20 +75,20 @@ def _cgroup_available(proc_cgroup: Path, root: Path) -> Optional[int]:
         if controllers == "":  # cgroup v2
             base, limit_file, usage_file, stat_keys = root, "memory.max", "memory.current", ("inactive_file",)
         elif "memory" in controllers.split(","):  # cgroup v1
-            base = root / "memory"
+            base = os.path.join(root, "memory")
             limit_file, usage_file = "memory.limit_in_bytes", "memory.usage_in_bytes"
             stat_keys = ("total_inactive_file", "inactive_file")
         else:
             continue
         # the process's own group (when visible in this mount namespace) and its ancestors
-        rel_path = Path(rel.lstrip("/"))
-        candidates = [base / rel_path] + [base / p for p in rel_path.parents]
-        for folder in candidates:
-            limit = _read_int(folder / limit_file)
+        names = [name for name in rel.split("/") if name and name != "."]
+        for depth in range(len(names), -1, -1):
+            folder = os.path.join(base, *names[:depth])
+            limit = _read_int(os.path.join(folder, limit_file))
             if limit is None or limit >= UNLIMITED:
                 continue
-            usage = _read_int(folder / usage_file) or 0
-            usage -= min(usage, _stat_value(folder / "memory.stat", stat_keys))
+            usage = _read_int(os.path.join(folder, usage_file)) or 0
+            usage -= min(usage, _stat_value(os.path.join(folder, "memory.stat"), stat_keys))
             free = max(limit - usage, 0)
             best = free if best is None else min(best, free)
     return best
@@ -92,10 +100,10 @@ def available_memory(meminfo: str = "/proc/meminfo", proc_cgroup: str = "/proc/s
 
     The smaller of MemAvailable and the room left under a memory cgroup limit (containers)."""
     found = []
-    mem = _meminfo_available(Path(meminfo))
+    mem = _meminfo_available(str(meminfo))
     if mem is not None:
         found.append((mem, "MemAvailable in /proc/meminfo"))
-    cg = _cgroup_available(Path(proc_cgroup), Path(cgroup_root))
+    cg = _cgroup_available(str(proc_cgroup), str(cgroup_root))
     if cg is not None:
         found.append((cg, "memory cgroup limit minus usage"))
     return min(found) if found else None

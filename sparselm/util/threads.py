@@ -63,7 +63,7 @@ def mapped_libraries() -> list:
     return sorted(p for p in mapped if p.startswith("/") and ".so" in os.path.basename(p))
 
 
-_BLAS_SCAN = {"modules": -1, "libraries": []}
+_BLAS_SCAN = {"modules": -1, "libraries": [], "setters": None}
 
 
 def loaded_blas_libraries() -> list:
@@ -79,26 +79,38 @@ def loaded_blas_libraries() -> list:
         _BLAS_SCAN["libraries"] = [p for p in mapped_libraries() if os.path.basename(p).startswith("lib")
                                    and any(k in os.path.basename(p).lower() for k in keys)]
         _BLAS_SCAN["modules"] = len(sys.modules)
+        _BLAS_SCAN["setters"] = None  # found again for the new list
     return list(_BLAS_SCAN["libraries"])
+
+
+def _openblas_setters() -> list:
+    """The ``*_set_num_threads`` entry point of every loaded OpenBLAS, looked up once per scan of
+    :func:`loaded_blas_libraries` (opening a library with ctypes costs ~0.06 ms, at every solve)."""
+    libraries = loaded_blas_libraries()
+    if _BLAS_SCAN["setters"] is None:
+        setters = []
+        for path in libraries:
+            if "openblas" not in path.lower():
+                continue
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for name in _SETTERS:
+                setter = getattr(lib, name, None)
+                if setter is not None:
+                    setters.append(setter)
+                    break
+        _BLAS_SCAN["setters"] = setters
+    return _BLAS_SCAN["setters"]
 
 
 def limit_blas_threads(n: int) -> int:
     """Set the thread count of every loaded OpenBLAS to ``n``; returns how many libraries took it."""
-    done = 0
-    for path in loaded_blas_libraries():
-        if "openblas" not in path.lower():
-            continue
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in _SETTERS:
-            setter = getattr(lib, name, None)
-            if setter is not None:
-                setter(ctypes.c_int(n))
-                done += 1
-                break
-    return done
+    setters = _openblas_setters()
+    for setter in setters:
+        setter(ctypes.c_int(n))
+    return len(setters)
 
 
 def configure(threads: int | None) -> int:

@@ -1,5 +1,6 @@
 """sparselm.core.covisibility: kept blocks sharing eliminated blocks, counted once per pair; the lower
-pattern of it, marked in a table for few kept blocks and from the sparse product for many."""
+pattern of it, marked in a table for few kept blocks (also when every pair is covisible and the
+sweep stops early) and from the sparse product for many."""
 import numpy as np
 import pytest
 
@@ -34,3 +35,18 @@ def test_lower_pairs_are_the_lower_pattern_of_covisibility(dense_marks_max_kept,
     np.testing.assert_array_equal(rows, expected_rows)
     np.testing.assert_array_equal(cols, expected_cols)
     assert 0 < rows.size < n_kept * (n_kept + 1) // 2 and (rows >= cols).all()
+
+
+@pytest.mark.parametrize("complete_at", [0, 199])
+def test_lower_pairs_when_every_pair_is_covisible(complete_at):
+    """Every kept pair shares an eliminated block (small SfM): the marked sweep may stop as soon as all
+    are marked, at the first eliminated block or the last, with the pattern of the sparse product."""
+    rng = np.random.default_rng(4)
+    n_kept, n_elim = 12, 200
+    kept = np.r_[rng.integers(0, n_kept, 500), np.arange(n_kept)]
+    elim = np.r_[rng.integers(0, n_elim, 500), np.full(n_kept, complete_at)]
+    rows, cols = covisible_lower_pairs(kept, elim, n_kept, n_elim)
+    expected_cols, expected_rows = np.nonzero(np.tril(covisibility(kept, elim, n_kept, n_elim).toarray()).T)
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(cols, expected_cols)
+    assert rows.size == n_kept * (n_kept + 1) // 2

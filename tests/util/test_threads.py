@@ -169,3 +169,16 @@ def test_the_blas_scan_is_kept_until_a_module_is_imported(monkeypatch):
     assert threads.loaded_blas_libraries() == real  # no new module: the last scan stands
     monkeypatch.setitem(sys.modules, "sparselm_test_freshly_imported", types.ModuleType("fresh"))
     assert threads.loaded_blas_libraries() == ["/opt/x/libfakeblas.so"]  # a new module: scanned again
+
+
+def test_the_openblas_setters_are_kept_with_the_blas_scan(monkeypatch):
+    """limit_blas_threads opens the OpenBLAS libraries once per scan, not at every solve."""
+    from sparselm.util import threads
+
+    first = threads.limit_blas_threads(1)
+
+    def no_reopening(*args, **kwargs):
+        raise AssertionError("a library was opened again without a new scan")
+
+    monkeypatch.setattr(threads.ctypes, "CDLL", no_reopening)
+    assert threads.limit_blas_threads(1) == first

@@ -96,9 +96,15 @@ def schur_items(ctx: MemoryContext) -> SchurCounts:
         e_idx = rg.index[:, e_slots[0]]
         e_free = ~e_group.constant[e_idx]
         e_id = (e_base[e_group.name] + local[e_group.name][e_idx]).astype(np.int32 if n_e < 2**31 else np.int64)
+        uses = None  # per e-block its instances, shared by the f-slots where no block is constant
         for jf in f_slots:
             f_group = problem.parameter_groups[rg.groups[jf]]
             f_idx = rg.index[:, jf]
+            if not may_count_pairs and not e_group.constant.any() and not f_group.constant.any():
+                if uses is None:
+                    uses = np.bincount(e_id, minlength=n_e)
+                cells += uses
+                continue
             ok = e_free & ~f_group.constant[f_idx]
             cells += np.bincount(e_id[ok], minlength=n_e)
             if may_count_pairs:

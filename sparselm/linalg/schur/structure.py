@@ -33,7 +33,8 @@ from sparselm.core.layout import BlockPattern, Layout, block_pattern_from_target
 from sparselm.linalg.schur.structure_kernels import (TARGET_TABLE_MAX_BLOCKS, f_slot_pairs, group_cells,
                                                      group_entries, group_maps, instance_e_blocks,
                                                      instance_touching_two_eliminated,
-                                                     marked_s_pattern, pair_and_u_targets, s_pattern_columns)
+                                                     marked_s_pattern, number_u_blocks, pair_and_u_targets,
+                                                     s_pattern_columns, u_table_targets)
 
 
 @dataclass
@@ -106,9 +107,10 @@ def _eliminated_block_size(layout: Layout) -> int:
         raise SchurNotApplicable("no parameter group is marked eliminate=True (or all its blocks are constant)")
     if n_f == 0:
         raise SchurNotApplicable("every free parameter block is in an eliminated group: nothing is left to reduce to")
-    e_sizes = np.unique(layout.block_size[n_f:])
-    if e_sizes.size != 1:
-        raise SchurNotApplicable(f"eliminated blocks must all have one size, got sizes {e_sizes.tolist()}")
+    e_sizes = layout.block_size[n_f:]
+    if e_sizes.min() != e_sizes.max():  # no sort of the sizes unless they differ
+        raise SchurNotApplicable(f"eliminated blocks must all have one size, got sizes "
+                                 f"{np.unique(e_sizes).tolist()}")
     for g, rl in enumerate(layout.residuals):
         bad = instance_touching_two_eliminated(rl.block, n_f)
         if bad >= 0:
@@ -129,36 +131,37 @@ def build_schur_structure(layout: Layout) -> SchurStructure:
     for rl, (_, e_local) in zip(layout.residuals, slots):
         combos.append(f_slot_pairs(rl.block, n_f))
         entries.append(group_entries(rl.block, e_local, n_f, *combos[-1]))
-    cell_e, cell_f, cells_of_e, cell_of_entry, first_of_cell = group_cells(
-        np.concatenate([x[0] for x in entries]), np.concatenate([x[1] for x in entries]), n_e)
+    entry_e, entry_f, u_hi, u_lo = (_joined([x[k] for x in entries]) for k in range(4))
+    cell_e, cell_f, cells_of_e, cell_of_entry, first_of_cell = group_cells(entry_e, entry_f, n_e, n_f)
     cells_per_e = np.diff(cells_of_e)
     pair_start = np.zeros(n_e + 1, dtype=np.int64)
     np.cumsum(cells_per_e * (cells_per_e + 1) // 2, out=pair_start[1:])
-    # U's own blocks J_a^T J_b (BA: the camera diagonal), counted by their column block
-    u_hi = np.concatenate([x[2] for x in entries])
-    u_lo = np.concatenate([x[3] for x in entries])
+    # U's own blocks J_a^T J_b (BA: the camera diagonal) go into S's pattern too
     if n_f <= TARGET_TABLE_MAX_BLOCKS:
         col_ptr, rows, table = marked_s_pattern(n_f, cells_of_e, cell_f, u_hi, u_lo)
+        pair_target, u_flat = np.zeros(0, dtype=np.int64), u_table_targets(table, u_hi, u_lo)
     else:
         u_ptr, u_order = counting_order(u_lo, n_f)
         col_ptr, rows = s_pattern_columns(n_f, cells_of_e, cell_f, pair_start, u_ptr, u_order, u_hi)
         table = np.zeros((0, 0), dtype=np.int64)
-    pair_target, u_flat = pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo, table)
+        pair_target, u_flat = pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo)
     cols = np.repeat(np.arange(n_f, dtype=np.int64), np.diff(col_ptr))
     pattern = block_pattern_from_targets(rows, cols, layout.block_col[:n_f], layout.block_size[:n_f])
     # U touches few S blocks (BA: only the diagonal): number them compactly, so the per-thread U
     # accumulators scale with U, not with S.
-    used = np.zeros(pattern.n_targets, dtype=bool)
-    used[u_flat] = True
-    u_blocks = np.flatnonzero(used).astype(np.int64)
-    u_rank = np.cumsum(used) - 1
+    u_blocks, u_ranked = number_u_blocks(u_flat, pattern.n_targets)
     groups, done_entries, done_u = [], 0, 0
     for rl, (_, e_local), (combo_a, combo_b), entry in zip(layout.residuals, slots, combos, entries):
         cell_of, cell_first, u_target = group_maps(rl.block, e_local, n_f, combo_a, combo_b, cell_of_entry,
-                                                   first_of_cell, done_entries, u_rank, u_flat, done_u)
+                                                   first_of_cell, done_entries, u_ranked, done_u)
         done_entries += entry[0].shape[0]
         done_u += entry[2].shape[0]
         groups.append(SchurGroupMaps(e_local, cell_of, cell_first, combo_a, combo_b, u_target))
     return SchurStructure(n_f, n_e, e_size, layout.n_reduced_columns, [s for s, _ in slots], cell_e, cell_f,
                           cells_of_e, groups, pattern, u_blocks, pair_start, pair_target, table,
                           int(cells_per_e.max(initial=0)))
+
+
+def _joined(arrays: List[np.ndarray]) -> np.ndarray:
+    """The arrays one after the other: the array itself when there is one (no copy)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)

@@ -8,7 +8,8 @@ observation, cell or pair, and no global sort of keys:
 - :func:`f_slot_pairs`, :func:`group_entries`, :func:`group_maps`: each group's (e, f) entries and U
   contributions in instance order, and afterwards its maps from instances to cells and U targets;
 - :func:`group_cells`: the cells (distinct (e-block, f-block) pairs) by a counting sort of the
-  (e, f) entries on e and a small insertion sort of each e-block's few f-blocks;
+  (e, f) entries on e, a stamp array that finds each e-block's distinct f-blocks and a small sort of
+  those (:func:`sort_small`);
 - :func:`sparselm.core.layout.counting_order`: a stable counting sort (cells by f-block, U's
   pairs by column block);
 - :func:`s_pattern_columns`: the block rows of each block column of lower(S) (column b gets row
@@ -16,13 +17,17 @@ observation, cell or pair, and no global sort of keys:
   rows bucketed by column in two sequential sweeps over the points, then deduplicated with a
   marker array and sorted per column;
 - :func:`marked_s_pattern`: the same pattern and its table of positions for few f-blocks (up to
-  ``TARGET_TABLE_MAX_BLOCKS``), by marking every pair's block in the table in one sweep;
-- :func:`pair_and_u_targets`: the S target of every U contribution and, when there are many
-  f-blocks, of every cell pair in point order (parallel over points), by a binary search of the row
-  among its column's sorted rows; with few f-blocks :func:`pair_block` looks pairs up in
-  :func:`marked_s_pattern`'s table of positions instead, and no per-pair array is built. The pattern of S is small next to the points, so those searches stay in cache while the points'
-  cells are read and their pairs' targets written sequentially (a sweep over S's columns instead
-  jumped between points at random and was ~3x slower at 10^6 observations).
+  ``TARGET_TABLE_MAX_BLOCKS``), by marking every pair's block in the table in one sweep (that stops
+  once every block is marked);
+- :func:`pair_and_u_targets`: for many f-blocks, the S target of every cell pair in point order
+  and of every U contribution (parallel over points), by a binary search of the row among its
+  column's sorted rows. The pattern of S is small next to the points, so those searches stay in
+  cache while the points' cells are read and their pairs' targets written sequentially (a sweep
+  over S's columns instead jumped between points at random and was ~3x slower at 10^6
+  observations). With few f-blocks :func:`u_table_targets` looks the U contributions up in
+  :func:`marked_s_pattern`'s table of positions and :func:`pair_block` the pairs, and no per-pair
+  array is built;
+- :func:`number_u_blocks`: U's own S blocks numbered compactly, and each U contribution's number.
 """
 from __future__ import annotations
 
@@ -94,18 +99,10 @@ def group_entries(block, e_local, n_f, combo_a, combo_b):
     (entry_e, entry_f) of every f-slot of an instance that has an e-block, and (u_hi, u_lo), the larger
     and smaller block of every slot pair (combo_a, combo_b) whose slots both hold f-blocks."""
     n, n_slots = block.shape
-    n_entries = n_u = 0
-    for i in range(n):
-        for j in range(n_slots):
-            if e_local[i] >= 0 and 0 <= block[i, j] < n_f:
-                n_entries += 1
-        for q in range(combo_a.shape[0]):
-            if 0 <= block[i, combo_a[q]] < n_f and 0 <= block[i, combo_b[q]] < n_f:
-                n_u += 1
-    entry_e = np.empty(n_entries, np.int64)
-    entry_f = np.empty(n_entries, np.int64)
-    u_hi = np.empty(n_u, np.int64)
-    u_lo = np.empty(n_u, np.int64)
+    entry_e = np.empty(n * n_slots, np.int64)  # at most one entry per (instance, slot): filled in one pass
+    entry_f = np.empty(n * n_slots, np.int64)
+    u_hi = np.empty(n * combo_a.shape[0], np.int64)
+    u_lo = np.empty(n * combo_a.shape[0], np.int64)
     k = ku = 0
     for i in range(n):
         for j in range(n_slots):
@@ -118,18 +115,19 @@ def group_entries(block, e_local, n_f, combo_a, combo_b):
             if 0 <= a < n_f and 0 <= b < n_f:
                 u_hi[ku], u_lo[ku] = max(a, b), min(a, b)
                 ku += 1
-    return entry_e, entry_f, u_hi, u_lo
+    return entry_e[:k], entry_f[:k], u_hi[:ku], u_lo[:ku]
 
 
 @numba.njit(cache=True)
-def group_maps(block, e_local, n_f, combo_a, combo_b, cell_of_entry, first_of_cell, entry0, u_rank, u_flat, u0):
+def group_maps(block, e_local, n_f, combo_a, combo_b, cell_of_entry, first_of_cell, entry0, u_ranked, u0):
     """(cell_of, cell_first, u_target) of one residual group (see SchurGroupMaps), from the per-entry
     results of all groups; this group's entries start at entry0 and its U contributions at u0, in
-    :func:`group_entries`' order."""
+    :func:`group_entries`' order; ``u_ranked``: each U contribution's compact U block
+    (:func:`number_u_blocks`). Every element is written once (no fill beforehand)."""
     n, n_slots = block.shape
-    cell_of = np.full((n, n_slots), -1, np.int64)
-    cell_first = np.zeros((n, n_slots), np.bool_)
-    u_target = np.full((n, combo_a.shape[0]), -1, np.int64)
+    cell_of = np.empty((n, n_slots), np.int64)
+    cell_first = np.empty((n, n_slots), np.bool_)
+    u_target = np.empty((n, combo_a.shape[0]), np.int64)
     k, ku = entry0, u0
     for i in range(n):
         for j in range(n_slots):
@@ -137,56 +135,79 @@ def group_maps(block, e_local, n_f, combo_a, combo_b, cell_of_entry, first_of_ce
                 cell_of[i, j] = cell_of_entry[k]
                 cell_first[i, j] = first_of_cell[k]
                 k += 1
+            else:
+                cell_of[i, j] = -1
+                cell_first[i, j] = False
         for q in range(combo_a.shape[0]):
             if 0 <= block[i, combo_a[q]] < n_f and 0 <= block[i, combo_b[q]] < n_f:
-                u_target[i, q] = u_rank[u_flat[ku]]
+                u_target[i, q] = u_ranked[ku]
                 ku += 1
+            else:
+                u_target[i, q] = -1
     return cell_of, cell_first, u_target
 
 
+SMALL_SORT_MAX = 32  # up to this many cells of one e-block are sorted by insertion, more by np.sort
+
+
 @numba.njit(cache=True)
-def group_cells(entry_e, entry_f, n_e):
-    """Cells of the (e, f) entries: (cell_e, cell_f, cells_of_e, cell_of_entry, first_of_cell), cells sorted
-    by e then f; ``first_of_cell`` marks each cell's first entry (in entry order)."""
+def sort_small(values, start, end):
+    """Sort values[start:end] in place: insertion sort for up to SMALL_SORT_MAX items, else np.sort."""
+    if end - start > SMALL_SORT_MAX:
+        values[start:end] = np.sort(values[start:end])
+        return
+    for u in range(start + 1, end):
+        v = values[u]
+        k = u
+        while k > start and values[k - 1] > v:
+            values[k] = values[k - 1]
+            k -= 1
+        values[k] = v
+
+
+@numba.njit(cache=True)
+def group_cells(entry_e, entry_f, n_e, n_f):
+    """Cells of the (e, f) entries (f-blocks < n_f): (cell_e, cell_f, cells_of_e, cell_of_entry,
+    first_of_cell), cells sorted by e then f; ``first_of_cell`` marks each cell's first entry (in entry
+    order).
+
+    The entries are counting-sorted by e-block (stable: each e-block's entries stay in entry order); per
+    e-block a stamp array over the f-blocks finds its distinct f-blocks in one sweep (the first entry of
+    each is its cell's first), they are sorted (few: :func:`sort_small`), and each entry finds its cell
+    through a position array over the f-blocks: O(1) per entry, no scan of the e-block's cells."""
     ptr, order = counting_order(entry_e, n_e)
-    sorted_f = np.empty(order.shape[0], np.int64)
+    n_entries = entry_e.shape[0]
+    unique_f = np.empty(n_entries, np.int64)  # e-block p's distinct f-blocks at unique_f[ptr[p]:]
+    cell_of_entry = np.empty(n_entries, np.int64)
+    first_of_cell = np.zeros(n_entries, np.bool_)
     cells_of_e = np.zeros(n_e + 1, np.int64)
+    stamp = np.full(n_f, -1, np.int64)  # stamp[f] == p: f already seen in e-block p
+    local = np.empty(n_f, np.int64)  # local[f]: f's cell among e-block p's, once they are sorted
     for p in range(n_e):
         s, t = ptr[p], ptr[p + 1]
         n_unique = 0
-        for u in range(s, t):  # insertion of f into p's sorted unique list
+        for u in range(s, t):
             f = entry_f[order[u]]
-            k = n_unique
-            while k > 0 and sorted_f[s + k - 1] > f:
-                k -= 1
-            if k > 0 and sorted_f[s + k - 1] == f:
-                continue
-            for m in range(n_unique, k, -1):
-                sorted_f[s + m] = sorted_f[s + m - 1]
-            sorted_f[s + k] = f
-            n_unique += 1
-        cells_of_e[p + 1] = cells_of_e[p] + n_unique
+            if stamp[f] != p:
+                stamp[f] = p
+                unique_f[s + n_unique] = f
+                n_unique += 1
+                first_of_cell[order[u]] = True
+        sort_small(unique_f, s, s + n_unique)
+        c0 = cells_of_e[p]
+        for k in range(n_unique):
+            local[unique_f[s + k]] = c0 + k
+        for u in range(s, t):
+            cell_of_entry[order[u]] = local[entry_f[order[u]]]
+        cells_of_e[p + 1] = c0 + n_unique
     n_cells = cells_of_e[n_e]
     cell_e = np.empty(n_cells, np.int64)
     cell_f = np.empty(n_cells, np.int64)
-    cell_of_entry = np.empty(entry_e.shape[0], np.int64)
-    first_of_cell = np.zeros(entry_e.shape[0], np.bool_)
-    seen = np.zeros(n_cells, np.bool_)
     for p in range(n_e):
         c0, s = cells_of_e[p], ptr[p]
-        nc = cells_of_e[p + 1] - c0
-        for k in range(nc):
+        for k in range(cells_of_e[p + 1] - c0):
             cell_e[c0 + k] = p
-            cell_f[c0 + k] = sorted_f[s + k]
-        for u in range(s, ptr[p + 1]):
-            f = entry_f[order[u]]
-            k = 0
-            while cell_f[c0 + k] != f:
-                k += 1
-            cell_of_entry[order[u]] = c0 + k
-            if not seen[c0 + k]:  # the counting sort is stable: p's entries come in entry order
-                seen[c0 + k] = True
-                first_of_cell[order[u]] = True
+            cell_f[c0 + k] = unique_f[s + k]
     return cell_e, cell_f, cells_of_e, cell_of_entry, first_of_cell
 
 
@@ -264,20 +285,29 @@ def marked_s_pattern(n_f, cells_of_e, cell_f, u_hi, u_lo):
     The same (col_ptr, rows) as :func:`s_pattern_columns`, and ``table``, n_f x n_f: [b, r] = position
     of block row r in block column b of ``rows``, -1 if absent. Every block a cell pair or a U
     contribution touches is marked in the table, then the marks are numbered column by column, rows
-    ascending."""
+    ascending. The sweep stops once every block is marked (S dense: every pair of f-blocks shares an
+    e-block, as in small SfM models, where the first points usually mark them all)."""
     n_e = cells_of_e.shape[0] - 1
     table = np.full((n_f, n_f), -1, np.int64)
     for b in range(n_f):
         table[b, b] = 0
+    unmarked = n_f * (n_f - 1) // 2  # blocks below the diagonal not marked yet: none left, nothing to do
     for p in range(n_e):
+        if unmarked == 0:
+            break
         first = cells_of_e[p]
         n = cells_of_e[p + 1] - first
         for lb in range(n):
             b = cell_f[first + lb]
             for la in range(lb + 1, n):
-                table[b, cell_f[first + la]] = 0  # cells are sorted by f-block: row >= column
-    for u in range(u_hi.shape[0]):
-        table[u_lo[u], u_hi[u]] = 0
+                r = cell_f[first + la]  # cells are sorted by f-block: row >= column
+                if table[b, r] < 0:
+                    table[b, r] = 0
+                    unmarked -= 1
+    for u in range(u_hi.shape[0] if unmarked > 0 else 0):
+        if table[u_lo[u], u_hi[u]] < 0:
+            table[u_lo[u], u_hi[u]] = 0
+            unmarked -= 1
     col_ptr = np.zeros(n_f + 1, np.int64)
     for b in range(n_f):
         n = 0
@@ -296,15 +326,6 @@ def marked_s_pattern(n_f, cells_of_e, cell_f, u_hi, u_lo):
     return col_ptr, rows, table
 
 
-@numba.njit(cache=True)
-def block_target(table, col_ptr, rows, b, r):
-    """Position of block (r, b) of lower(S) in ``rows``: a table look-up when ``table`` is given (non-empty),
-    else a binary search among column b's sorted rows."""
-    if table.shape[0] > 0:
-        return table[b, r]
-    return row_position(rows, col_ptr[b], col_ptr[b + 1], r)
-
-
 @numba.njit(inline="always")
 def pair_block(table, pair_target, q, f_lo, f_hi):
     """The S target of cell pair number q, whose block is (f_hi, f_lo), f_hi >= f_lo: a look-up in
@@ -315,17 +336,17 @@ def pair_block(table, pair_target, q, f_lo, f_hi):
 
 
 @numba.njit(parallel=True, cache=True)
-def pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo, table):
-    """(pair_target, u_target): the target id (position in ``rows``) of every cell pair, in point
-    order (pair (la, lb), la >= lb, of e-block p is number pair_start[p] + la (la + 1) / 2 + lb;
-    its block is (f(la), f(lb)), f(la) >= f(lb) as each point's cells are sorted by f-block), and of
-    every U contribution (block (u_hi, u_lo)). ``table``: :func:`marked_s_pattern`'s, or an empty (0, 0)
-    array for binary searches (many f-blocks). With a table the pairs are not numbered (an empty
-    pair_target: :func:`pair_block` looks them up), which saves 8 bytes and a search per pair."""
+def pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo):
+    """(pair_target, u_target) for many f-blocks (no table): the target id (position in ``rows``) of
+    every cell pair, in point order (pair (la, lb), la >= lb, of e-block p is number
+    pair_start[p] + la (la + 1) / 2 + lb; its block is (f(la), f(lb)), f(la) >= f(lb) as each point's
+    cells are sorted by f-block), and of every U contribution (block (u_hi, u_lo)), each by a binary
+    search among its column's rows. With few f-blocks :func:`u_table_targets` looks up the U
+    contributions and :func:`pair_block` the pairs instead (no per-pair array)."""
     n_e = cells_of_e.shape[0] - 1
-    pair_target = np.empty(pair_start[-1] if table.shape[0] == 0 else 0, np.int64)
+    pair_target = np.empty(pair_start[-1], np.int64)
     u_target = np.empty(u_hi.shape[0], np.int64)
-    for p in numba.prange(n_e if table.shape[0] == 0 else 0):
+    for p in numba.prange(n_e):
         first = cells_of_e[p]
         q = pair_start[p]
         for la in range(cells_of_e[p + 1] - first):
@@ -334,5 +355,40 @@ def pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo
                 pair_target[q] = row_position(rows, col_ptr[cell_f[first + lb]], col_ptr[cell_f[first + lb] + 1], r)
                 q += 1
     for u in numba.prange(u_hi.shape[0]):
-        u_target[u] = block_target(table, col_ptr, rows, u_lo[u], u_hi[u])
+        u_target[u] = row_position(rows, col_ptr[u_lo[u]], col_ptr[u_lo[u] + 1], u_hi[u])
     return pair_target, u_target
+
+
+@numba.njit(cache=True)
+def u_table_targets(table, u_hi, u_lo):
+    """The target id of every U contribution (block (u_hi, u_lo)) from :func:`marked_s_pattern`'s table:
+    one serial look-up each (a parallel region would cost more to launch than the look-ups)."""
+    u_target = np.empty(u_hi.shape[0], np.int64)
+    for u in range(u_hi.shape[0]):
+        u_target[u] = table[u_lo[u], u_hi[u]]
+    return u_target
+
+
+@numba.njit(cache=True)
+def number_u_blocks(u_flat, n_targets):
+    """(u_blocks, u_ranked): the S targets U touches (sorted; BA: the camera diagonal), and for every U
+    contribution (target ``u_flat[u]``) the position of its target in u_blocks, so that per-thread U
+    accumulators scale with U's few blocks, not with S. ``u_ranked`` is ``u_flat`` itself, overwritten
+    (a scratch array the size of U's contributions less)."""
+    rank = np.zeros(n_targets, np.int64)
+    for u in range(u_flat.shape[0]):
+        rank[u_flat[u]] = 1
+    n_used = 0
+    for t in range(n_targets):
+        if rank[t]:
+            rank[t] = n_used
+            n_used += 1
+        else:
+            rank[t] = -1
+    u_blocks = np.empty(n_used, np.int64)
+    for t in range(n_targets):
+        if rank[t] >= 0:
+            u_blocks[rank[t]] = t
+    for u in range(u_flat.shape[0]):
+        u_flat[u] = rank[u_flat[u]]
+    return u_blocks, u_flat

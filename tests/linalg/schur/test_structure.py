@@ -19,7 +19,7 @@ from sparselm.core.layout import build_layout, counting_order
 from sparselm.linalg.schur import structure
 from sparselm.linalg.schur.structure import SchurNotApplicable, build_schur_structure
 from sparselm.linalg.schur.structure_kernels import (marked_s_pattern, pair_and_u_targets, pair_block,
-                                                     s_pattern_columns)
+                                                     s_pattern_columns, u_table_targets)
 
 
 def _unused(*args):
@@ -138,12 +138,11 @@ def test_marked_and_bucketed_patterns_and_their_targets_agree(seed):
             assert (table[b, r] >= 0) == (r in present)
             if r in present:
                 assert rows[table[b, r]] == r and col_ptr[b] <= table[b, r] < col_ptr[b + 1]
-    args = (col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo)
     no_table = np.zeros((0, 0), dtype=np.int64)
-    searched_pairs, searched_u = pair_and_u_targets(*args, no_table)
-    unnumbered_pairs, looked_up_u = pair_and_u_targets(*args, table)
-    assert unnumbered_pairs.size == 0 and searched_pairs.size == pair_start[-1]
-    np.testing.assert_array_equal(looked_up_u, searched_u)
+    searched_pairs, searched_u = pair_and_u_targets(col_ptr, rows, cells_of_e, cell_f, pair_start, u_hi, u_lo)
+    unnumbered_pairs = np.zeros(0, dtype=np.int64)
+    assert searched_pairs.size == pair_start[-1]
+    np.testing.assert_array_equal(u_table_targets(table, u_hi, u_lo), searched_u)
     q = 0
     for p in range(n_e):
         fs = cell_f[cells_of_e[p]:cells_of_e[p + 1]]
