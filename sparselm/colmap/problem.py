@@ -177,15 +177,11 @@ def _add_points(problem, model, options, used_points):
     return used_points, block
 
 
-def _observations(problem, name, residual_type, pose_slots, sel, model_id, cols, options, extra=None):
+def _observations(problem, name, residual_type, pose_slots, sel, cols, options, extra=None):
     """Add the residual group of the observations ``sel`` (slots: ``pose_slots`` then the point; data:
-    pixel, model id, then ``extra`` columns)."""
+    the observed pixel, then ``extra`` columns)."""
     xy = cols["xy"][sel]
-    data = np.empty((len(xy), 3 + (0 if extra is None else extra.shape[1])))
-    data[:, :2] = xy
-    data[:, 2] = model_id
-    if extra is not None:
-        data[:, 3:] = extra
+    data = xy if extra is None else np.hstack([xy, extra])
     problem.add_residual_group(name, residual_type, pose_slots + [("points", cols["point_index"][sel])], data,
                                loss=LOSSES[options.loss_function_type], loss_scale=options.loss_function_scale)
 
@@ -206,11 +202,9 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
         block = np.full(model.n_images, -1)
         block[images] = np.arange(len(images))
         sel = model_of_image[image_row] == model_id
-        template = params[block[image_row[sel]]]
-        bits = np.full((int(sel.sum()), 1), float(np.sum(1 << free)))
-        _observations(problem, f"observations_{name}", joint_reprojection_type(params.shape[1], len(free)),
-                      [(f"cameras_{name}", block[image_row[sel]])], sel, model_id, cols, options,
-                      extra=np.hstack([bits, template]))
+        _observations(problem, f"observations_{name}", joint_reprojection_type(int(model_id), tuple(free.tolist())),
+                      [(f"cameras_{name}", block[image_row[sel]])], sel, cols, options,
+                      extra=params[block[image_row[sel]]])
         pose_groups.append((f"cameras_{name}", images))
         camera_groups.append((f"cameras_{name}", camera_row[images], 7, free))
     return pose_groups, camera_groups
@@ -259,9 +253,9 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
             if not sel.any():
                 continue
             _observations(problem, f"observations_{name}" + ("_gauge" if gauge_group else ""),
-                          reprojection_type(params.shape[1]),
+                          reprojection_type(int(model_id)),
                           [("gauge_pose" if gauge_group else "poses", pose_block[image_row[sel]]),
-                           (f"intrinsics_{name}", block_of_camera[obs_camera[sel]])], sel, model_id, cols, options)
+                           (f"intrinsics_{name}", block_of_camera[obs_camera[sel]])], sel, cols, options)
     return pose_groups, camera_groups
 
 
