@@ -26,7 +26,7 @@ with ``s = \tilde a^2 + \tilde b^2``,
 
 (``R_1`` is COLMAP's ``radial`` for the polynomial models, where ``Q = 0`` and ``R_1 = P`` exactly,
 and ``radial - 1`` for FULL_OPENCV's rational one.) Each model says which of its extra parameters
-are ``c_j, d_j, p_1, p_2, s_1, s_2`` (absent ones are zero), see :data:`_LAYOUT`:
+are ``c_j, d_j, p_1, p_2, s_1, s_2`` (absent ones are zero), see :data:`_DISTORTION`:
 
 ==========================  =====================================  ============================
 model                       parameters                             distortion roles
@@ -72,186 +72,275 @@ With ``F = diag(f_x, f_y)`` and ``D = \partial(\delta_u, \delta_v) / \partial(\t
   ``\partial \delta/\partial s_1 = (s, 0)``, ``\partial \delta/\partial s_2 = (0, s)``.
 
 Where the projection fails (``w < eps``) the functions return ok = False and zeros.
+
+Specialisation
+--------------
+:func:`project` is one function for every model, driven by a :class:`ProjectionSpec` (which terms
+the model has: fisheye map, radial polynomial ``P``, rational ``Q``, tangential ``p``, thin prism
+``s``; where each parameter is read; which Jacobian columns are written). It is inlined into the
+kernels that call it, and a kernel compiled for one model holds its spec as a constant
+(:mod:`sparselm.colmap.reprojection`), so the terms the model lacks and the columns not wanted are
+compiled away: SIMPLE_PINHOLE costs ``x = f u / w + c_x`` and no model id is read at run time.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from sparselm.colmap.camera_models import CAMERA_MODELS
 
-__all__ = ["PROJECTABLE_MODEL_IDS", "check_projectable", "img_from_cam", "img_from_cam_jacobians", "project_point"]
+__all__ = ["PROJECTABLE_MODEL_IDS", "check_projectable", "img_from_cam", "img_from_cam_jacobians", "project",
+           "projection_spec", "ProjectionSpec"]
 
-#: roles in a row of _LAYOUT: 0 fx, 1 fy, 2 cx, 3 cy (parameter positions), 4 fisheye flag,
-#: 5-8 c1..c4, 9-11 d1..d3, 12 p1, 13 p2, 14 s1, 15 s2 (parameter positions, -1 when absent).
-_N_ROLES = 16
-_ROLES = {"c1": 5, "c2": 6, "c3": 7, "c4": 8, "d1": 9, "d2": 10, "d3": 11, "p1": 12, "p2": 13, "s1": 14, "s2": 15}
 _DISTORTION = {  # model name -> (fisheye, extra parameter name -> role)
-    "SIMPLE_PINHOLE": (0, {}), "PINHOLE": (0, {}),
-    "SIMPLE_RADIAL": (0, {"k": "c1"}), "RADIAL": (0, {"k1": "c1", "k2": "c2"}),
-    "OPENCV": (0, {"k1": "c1", "k2": "c2", "p1": "p1", "p2": "p2"}),
-    "OPENCV_FISHEYE": (1, {"k1": "c1", "k2": "c2", "k3": "c3", "k4": "c4"}),
-    "FULL_OPENCV": (0, {"k1": "c1", "k2": "c2", "p1": "p1", "p2": "p2", "k3": "c3", "k4": "d1", "k5": "d2",
-                        "k6": "d3"}),
-    "SIMPLE_RADIAL_FISHEYE": (1, {"k": "c1"}), "RADIAL_FISHEYE": (1, {"k1": "c1", "k2": "c2"}),
-    "THIN_PRISM_FISHEYE": (1, {"k1": "c1", "k2": "c2", "p1": "p1", "p2": "p2", "k3": "c3", "k4": "c4",
-                               "sx1": "s1", "sy1": "s2"}),
+    "SIMPLE_PINHOLE": (False, {}), "PINHOLE": (False, {}),
+    "SIMPLE_RADIAL": (False, {"k": "c1"}), "RADIAL": (False, {"k1": "c1", "k2": "c2"}),
+    "OPENCV": (False, {"k1": "c1", "k2": "c2", "p1": "p1", "p2": "p2"}),
+    "OPENCV_FISHEYE": (True, {"k1": "c1", "k2": "c2", "k3": "c3", "k4": "c4"}),
+    "FULL_OPENCV": (False, {"k1": "c1", "k2": "c2", "p1": "p1", "p2": "p2", "k3": "c3", "k4": "d1", "k5": "d2",
+                            "k6": "d3"}),
+    "SIMPLE_RADIAL_FISHEYE": (True, {"k": "c1"}), "RADIAL_FISHEYE": (True, {"k1": "c1", "k2": "c2"}),
+    "THIN_PRISM_FISHEYE": (True, {"k1": "c1", "k2": "c2", "p1": "p1", "p2": "p2", "k3": "c3", "k4": "c4",
+                                  "sx1": "s1", "sy1": "s2"}),
 }
-
-
-def _build_layout() -> np.ndarray:
-    layout = np.full((max(CAMERA_MODELS) + 1, _N_ROLES), -1, np.int64)
-    for model in CAMERA_MODELS.values():
-        if not model.projectable:
-            continue
-        fisheye, roles = _DISTORTION[model.name]
-        f = model.focal_indices
-        layout[model.model_id, 0:4] = (f[0], f[-1], *model.principal_point_indices)
-        layout[model.model_id, 4] = fisheye
-        for name, role in roles.items():
-            layout[model.model_id, _ROLES[role]] = model.param_names.index(name)
-    return layout
-
-
-_LAYOUT = _build_layout()
 #: ids of the models this module projects.
-PROJECTABLE_MODEL_IDS = tuple(int(i) for i in np.flatnonzero(_LAYOUT[:, 0] >= 0))
+PROJECTABLE_MODEL_IDS = tuple(sorted(m.model_id for m in CAMERA_MODELS.values() if m.projectable))
 _EPS = np.finfo(np.float64).eps
 
 
-@njit(cache=True, inline="always")
-def _coef(params, layout, role):
-    k = layout[role]
-    return params[k] if k >= 0 else 0.0
+@njit(cache=True)
+def _read(block, fixed, at):
+    """Parameter stored at ``at``: ``block[at]`` when ``at >= 0``, else ``fixed[-1 - at]``."""
+    return block[at] if at >= 0 else fixed[-1 - at]
 
 
 @njit(cache=True)
-def project_point(model_id, params, u, v, w, jparams, want_jacobian):
-    """Project the camera-frame point (u, v, w) with camera ``params`` of COLMAP model ``model_id``.
+def _fisheye(a, b):
+    """(ta, tb, g00, g01, g11): the fisheye map of (a, b) and its symmetric Jacobian G."""
+    rho2 = a * a + b * b
+    rho = math.sqrt(rho2)
+    if not rho > _EPS:
+        return a, b, 1.0, 0.0, 1.0
+    h = math.atan(rho) / rho
+    hr = -2.0 / 3.0 + 0.8 * rho2 if rho < 1e-4 else (1.0 / (1.0 + rho2) - h) / rho2
+    return a * h, b * h, h + hr * a * a, hr * a * b, h + hr * b * b
 
-    Returns ``(ok, x, y, j00, j01, j02, j10, j11, j12)``: the pixel (x, y) and d(x, y)/d(u, v, w)
-    row-major; when ``want_jacobian``, also writes d(x, y)/d(params) into ``jparams`` (2, n_params).
-    ``ok`` is False (and everything zero) where COLMAP's projection fails (w < eps).
+
+class ProjectionSpec(NamedTuple):
+    """What :func:`project` computes for one camera model, as constants of the calling kernel.
+
+    ``at_*``: where a parameter is read, ``block[at]`` when ``at >= 0`` else ``fixed[-1 - at]``;
+    ``to_*``: the column of ``jout`` its derivative goes to, -1 for none. ``c``/``d`` hold the
+    coefficients c1..c4 / d1..d3 of P and Q (the first ``n_c`` / ``n_d`` entries count).
     """
-    layout = _LAYOUT[model_id]
-    if want_jacobian:
-        jparams[:, :] = 0.0
+
+    fisheye: bool
+    one_focal: bool
+    n_c: int
+    n_d: int
+    tangential: bool
+    prism: bool
+    writes: bool
+    write: Tuple[int, ...]
+    at_fx: int
+    at_fy: int
+    at_cx: int
+    at_cy: int
+    at_c: Tuple[int, int, int, int]
+    at_d: Tuple[int, int, int]
+    at_p1: int
+    at_p2: int
+    at_s1: int
+    at_s2: int
+    to_fx: int
+    to_fy: int
+    to_cx: int
+    to_cy: int
+    to_c: Tuple[int, int, int, int]
+    to_d: Tuple[int, int, int]
+    to_p1: int
+    to_p2: int
+    to_s1: int
+    to_s2: int
+
+
+def projection_spec(model_id: int, read: Optional[Tuple[int, ...]] = None,
+                    write: Optional[Tuple[int, ...]] = None) -> ProjectionSpec:
+    """The :class:`ProjectionSpec` of COLMAP model ``model_id``. Parameter ``j`` (COLMAP's order) is
+    read from ``block[read[j]]``, or from ``fixed[-1 - read[j]]`` where ``read[j] < 0`` (default:
+    ``block[j]``); d(x, y)/d(parameter j) is written to column ``write[j]`` of ``jout``, nowhere where
+    ``write[j] < 0`` (default: column j)."""
+    spec = CAMERA_MODELS[int(model_id)]
+    check_projectable(spec.model_id)
+    k = spec.n_params
+    read = tuple(range(k)) if read is None else tuple(int(v) for v in read)
+    write = tuple(range(k)) if write is None else tuple(int(v) for v in write)
+    if len(read) != k or len(write) != k:
+        raise ValueError(f"{spec.name}: read and write need {k} entries, got {len(read)} and {len(write)}")
+    fisheye, names = _DISTORTION[spec.name]
+    role = {r: spec.param_names.index(n) for n, r in names.items()}
+    fx, fy = spec.focal_indices[0], spec.focal_indices[-1]
+    cx, cy = spec.principal_point_indices
+    c = [role[f"c{j}"] for j in range(1, 5) if f"c{j}" in role]
+    d = [role[f"d{j}"] for j in range(1, 4) if f"d{j}" in role]
+
+    def at(name):
+        return read[role[name]] if name in role else 0
+
+    def to(name):
+        return write[role[name]] if name in role else -1
+
+    def padded(values, size):
+        return tuple(values) + (-1,) * (size - len(values))
+
+    return ProjectionSpec(
+        fisheye=fisheye, one_focal=fx == fy, n_c=len(c), n_d=len(d), tangential="p1" in role, prism="s1" in role,
+        writes=any(v >= 0 for v in write), write=write,
+        at_fx=read[fx], at_fy=read[fy], at_cx=read[cx], at_cy=read[cy],
+        at_c=padded([read[j] for j in c], 4), at_d=padded([read[j] for j in d], 3),
+        at_p1=at("p1"), at_p2=at("p2"), at_s1=at("s1"), at_s2=at("s2"),
+        to_fx=write[fx], to_fy=write[fy] if fy != fx else -1, to_cx=write[cx], to_cy=write[cy],
+        to_c=padded([write[j] for j in c], 4), to_d=padded([write[j] for j in d], 3),
+        to_p1=to("p1"), to_p2=to("p2"), to_s1=to("s1"), to_s2=to("s2"))
+
+
+@njit(cache=True, inline="always")
+def project(spec, block, fixed, u, v, w, jout):
+    """Project the camera-frame point (u, v, w) with the camera described by ``spec`` (a
+    :class:`ProjectionSpec`; its parameters in ``block`` and ``fixed``, see there). Returns
+    ``(ok, x, y, j00, j01, j02, j10, j11, j12)``: the pixel (x, y) and d(x, y)/d(u, v, w) row-major
+    (pixels per unit of the point's coordinates); writes d(x, y)/d(parameter) into the columns of
+    ``jout`` (2, width) that ``spec`` names, and no others. ``ok`` is False (the pixel, the point
+    Jacobian and the written columns zero) where COLMAP's projection fails (w < eps).
+
+    Inlined into its callers: with ``spec`` a constant of the caller, the terms a model lacks and
+    the columns not written are compiled away, and so is whatever the caller does not use."""
     if not w >= _EPS:
+        if spec.writes:
+            for j in range(len(spec.write)):
+                if spec.write[j] >= 0:
+                    jout[0, spec.write[j]] = 0.0
+                    jout[1, spec.write[j]] = 0.0
         return False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    fx = params[layout[0]]
-    fy = params[layout[1]]
+    f_x = _read(block, fixed, spec.at_fx)
+    f_y = _read(block, fixed, spec.at_fy)
     iw = 1.0 / w
     a = u * iw
     b = v * iw
-    # fisheye map (a, b) -> (ta, tb) and its Jacobian G
-    g00 = 1.0
-    g01 = 0.0
-    g11 = 1.0
-    ta = a
-    tb = b
-    if layout[4] == 1:
-        rho2 = a * a + b * b
-        rho = math.sqrt(rho2)
-        if rho > _EPS:
-            h = math.atan(rho) / rho
-            ta = a * h
-            tb = b * h
-            if rho < 1e-4:
-                hr = -2.0 / 3.0 + 0.8 * rho2
-            else:
-                hr = (1.0 / (1.0 + rho2) - h) / rho2
-            g00 = h + hr * a * a
-            g01 = hr * a * b
-            g11 = h + hr * b * b
+    if spec.fisheye:
+        ta, tb, g00, g01, g11 = _fisheye(a, b)
+    else:
+        ta, tb, g00, g01, g11 = a, b, 1.0, 0.0, 1.0
     s = ta * ta + tb * tb
-    c1 = _coef(params, layout, 5)
-    c2 = _coef(params, layout, 6)
-    c3 = _coef(params, layout, 7)
-    c4 = _coef(params, layout, 8)
-    d1 = _coef(params, layout, 9)
-    d2 = _coef(params, layout, 10)
-    d3 = _coef(params, layout, 11)
-    p1 = _coef(params, layout, 12)
-    p2 = _coef(params, layout, 13)
-    s1 = _coef(params, layout, 14)
-    s2 = _coef(params, layout, 15)
-    big_p = s * (c1 + s * (c2 + s * (c3 + s * c4)))
-    big_q = s * (d1 + s * (d2 + s * d3))
-    q1 = 1.0 + big_q
-    r1 = (big_p - big_q) / q1
     ab = ta * tb
-    xd = ta + ta * r1 + 2.0 * p1 * ab + p2 * (s + 2.0 * ta * ta) + s1 * s
-    yd = tb + tb * r1 + 2.0 * p2 * ab + p1 * (s + 2.0 * tb * tb) + s2 * s
-    x = fx * xd + params[layout[2]]
-    y = fy * yd + params[layout[3]]
-    # d(distorted)/d(ta, tb) = I + D
-    dp = c1 + s * (2.0 * c2 + s * (3.0 * c3 + s * 4.0 * c4))
-    dq = d1 + s * (2.0 * d2 + s * 3.0 * d3)
-    r1p = (dp * q1 - (1.0 + big_p) * dq) / (q1 * q1)
-    e00 = 1.0 + r1 + 2.0 * ta * ta * r1p + 2.0 * p1 * tb + 6.0 * p2 * ta + 2.0 * s1 * ta
-    e01 = 2.0 * ab * r1p + 2.0 * p1 * ta + 2.0 * p2 * tb + 2.0 * s1 * tb
-    e10 = 2.0 * ab * r1p + 2.0 * p2 * tb + 2.0 * p1 * ta + 2.0 * s2 * ta
-    e11 = 1.0 + r1 + 2.0 * tb * tb * r1p + 2.0 * p2 * ta + 6.0 * p1 * tb + 2.0 * s2 * tb
-    # M = F (I + D) G: d(x, y)/d(a, b)
-    m00 = fx * (e00 * g00 + e01 * g01)
-    m01 = fx * (e00 * g01 + e01 * g11)
-    m10 = fy * (e10 * g00 + e11 * g01)
-    m11 = fy * (e10 * g01 + e11 * g11)
-    j00 = m00 * iw
-    j01 = m01 * iw
-    j02 = -(m00 * a + m01 * b) * iw
-    j10 = m10 * iw
-    j11 = m11 * iw
-    j12 = -(m10 * a + m11 * b) * iw
-    if want_jacobian:
-        jparams[0, layout[0]] += xd
-        jparams[1, layout[1]] += yd
-        jparams[0, layout[2]] = 1.0
-        jparams[1, layout[3]] = 1.0
+    q1 = 1.0
+    big_p = 0.0
+    if spec.n_c or spec.tangential or spec.prism:
+        # radial: r1 = (P - Q) / (1 + Q) and r1' = d r1 / d s (Horner, highest coefficient first)
+        dp = 0.0
+        for j in range(spec.n_c - 1, -1, -1):
+            cj = _read(block, fixed, spec.at_c[j])
+            big_p = s * (cj + big_p)
+            dp = (j + 1) * cj + s * dp
+        if spec.n_d:
+            big_q = 0.0
+            dq = 0.0
+            for j in range(spec.n_d - 1, -1, -1):
+                dj = _read(block, fixed, spec.at_d[j])
+                big_q = s * (dj + big_q)
+                dq = (j + 1) * dj + s * dq
+            q1 = 1.0 + big_q
+            r1 = (big_p - big_q) / q1
+            r1p = (dp * q1 - (1.0 + big_p) * dq) / (q1 * q1)
+        else:
+            r1 = big_p
+            r1p = dp
+        xd = ta + ta * r1
+        yd = tb + tb * r1
+        e00 = 1.0 + r1 + 2.0 * ta * ta * r1p
+        e01 = 2.0 * ab * r1p
+        e10 = e01
+        e11 = 1.0 + r1 + 2.0 * tb * tb * r1p
+        if spec.tangential:
+            p1 = _read(block, fixed, spec.at_p1)
+            p2 = _read(block, fixed, spec.at_p2)
+            xd += 2.0 * p1 * ab + p2 * (s + 2.0 * ta * ta)
+            yd += 2.0 * p2 * ab + p1 * (s + 2.0 * tb * tb)
+            e00 += 2.0 * p1 * tb + 6.0 * p2 * ta
+            e01 += 2.0 * p1 * ta + 2.0 * p2 * tb
+            e10 += 2.0 * p2 * tb + 2.0 * p1 * ta
+            e11 += 2.0 * p2 * ta + 6.0 * p1 * tb
+        if spec.prism:
+            s1 = _read(block, fixed, spec.at_s1)
+            s2 = _read(block, fixed, spec.at_s2)
+            xd += s1 * s
+            yd += s2 * s
+            e00 += 2.0 * s1 * ta
+            e01 += 2.0 * s1 * tb
+            e10 += 2.0 * s2 * ta
+            e11 += 2.0 * s2 * tb
+        # M = F (I + D) G: d(x, y)/d(a, b)
+        if spec.fisheye:
+            m00 = f_x * (e00 * g00 + e01 * g01)
+            m01 = f_x * (e00 * g01 + e01 * g11)
+            m10 = f_y * (e10 * g00 + e11 * g01)
+            m11 = f_y * (e10 * g01 + e11 * g11)
+        else:
+            m00, m01, m10, m11 = f_x * e00, f_x * e01, f_y * e10, f_y * e11
+    else:
+        xd = ta
+        yd = tb
+        if spec.fisheye:
+            m00, m01, m10, m11 = f_x * g00, f_x * g01, f_y * g01, f_y * g11
+        else:
+            m00, m01, m10, m11 = f_x, 0.0, 0.0, f_y
+    x = f_x * xd + _read(block, fixed, spec.at_cx)
+    y = f_y * yd + _read(block, fixed, spec.at_cy)
+    if spec.writes:
+        _put(jout, spec.to_fx, xd, yd if spec.one_focal else 0.0)
+        _put(jout, spec.to_fy, 0.0, yd)
+        _put(jout, spec.to_cx, 1.0, 0.0)
+        _put(jout, spec.to_cy, 0.0, 1.0)
         inv_q = 1.0 / q1
         sj = s
-        for j in range(4):
-            k = layout[5 + j]
-            if k >= 0:
-                jparams[0, k] = fx * ta * sj * inv_q
-                jparams[1, k] = fy * tb * sj * inv_q
-            if j < 3:
-                k = layout[9 + j]
-                if k >= 0:
-                    scale = -sj * (1.0 + big_p) * inv_q * inv_q
-                    jparams[0, k] = fx * ta * scale
-                    jparams[1, k] = fy * tb * scale
+        for j in range(max(spec.n_c, spec.n_d)):
+            if j < spec.n_c:
+                _put(jout, spec.to_c[j], f_x * ta * sj * inv_q, f_y * tb * sj * inv_q)
+            if j < spec.n_d:
+                scale = -sj * (1.0 + big_p) * inv_q * inv_q
+                _put(jout, spec.to_d[j], f_x * ta * scale, f_y * tb * scale)
             sj *= s
-        if layout[12] >= 0:
-            jparams[0, layout[12]] = fx * 2.0 * ab
-            jparams[1, layout[12]] = fy * (s + 2.0 * tb * tb)
-        if layout[13] >= 0:
-            jparams[0, layout[13]] = fx * (s + 2.0 * ta * ta)
-            jparams[1, layout[13]] = fy * 2.0 * ab
-        if layout[14] >= 0:
-            jparams[0, layout[14]] = fx * s
-        if layout[15] >= 0:
-            jparams[1, layout[15]] = fy * s
-    return True, x, y, j00, j01, j02, j10, j11, j12
+        _put(jout, spec.to_p1, f_x * 2.0 * ab, f_y * (s + 2.0 * tb * tb))
+        _put(jout, spec.to_p2, f_x * (s + 2.0 * ta * ta), f_y * 2.0 * ab)
+        _put(jout, spec.to_s1, f_x * s, 0.0)
+        _put(jout, spec.to_s2, 0.0, f_y * s)
+    return (True, x, y, m00 * iw, m01 * iw, -(m00 * a + m01 * b) * iw,
+            m10 * iw, m11 * iw, -(m10 * a + m11 * b) * iw)
 
 
-@njit(parallel=True, cache=True)
-def _img_from_cam(model_id, params, points, with_jacobians):
+@njit(cache=True)
+def _put(jout, column, dx, dy):
+    """d(x, y)/d(one parameter) into ``jout[:, column]``, unless ``column < 0``."""
+    if column >= 0:
+        jout[0, column] = dx
+        jout[1, column] = dy
+
+
+@njit(cache=True)
+def _img_from_cam(spec, params, points):
+    """(pixels, d pixel / d params, d pixel / d point) of points (n, 3), serially."""
     n = points.shape[0]
     pixels = np.empty((n, 2))
     j_params = np.zeros((n, 2, params.shape[0]))
     j_point = np.zeros((n, 2, 3))
-    for i in prange(n):
-        ok, x, y, j00, j01, j02, j10, j11, j12 = project_point(model_id, params, points[i, 0], points[i, 1],
-                                                               points[i, 2], j_params[i], with_jacobians)
-        if not ok:
-            pixels[i, 0] = np.nan
-            pixels[i, 1] = np.nan
-            continue
-        pixels[i, 0] = x
-        pixels[i, 1] = y
+    for i in range(n):
+        ok, x, y, j00, j01, j02, j10, j11, j12 = project(spec, params, params, points[i, 0], points[i, 1],
+                                                         points[i, 2], j_params[i])
+        pixels[i, 0] = x if ok else np.nan
+        pixels[i, 1] = y if ok else np.nan
         j_point[i, 0, 0] = j00
         j_point[i, 0, 1] = j01
         j_point[i, 0, 2] = j02
@@ -288,11 +377,11 @@ def img_from_cam(model_id: int, params, points) -> np.ndarray:
     parameter vector ``params`` (COLMAP's order, pixels for focal lengths and principal point).
     NaN where COLMAP's projection fails (depth below machine epsilon)."""
     model_id, params, points = _check(model_id, params, points)
-    return _img_from_cam(model_id, params, points, False)[0]
+    return _img_from_cam(projection_spec(model_id), params, points)[0]
 
 
 def img_from_cam_jacobians(model_id: int, params, points):
     """``(pixels (n, 2), d pixel / d params (n, 2, n_params), d pixel / d point (n, 2, 3))``; see
     :func:`img_from_cam`. Jacobians are zero where the projection fails."""
     model_id, params, points = _check(model_id, params, points)
-    return _img_from_cam(model_id, params, points, True)
+    return _img_from_cam(projection_spec(model_id), params, points)

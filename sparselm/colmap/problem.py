@@ -177,18 +177,20 @@ def _add_points(problem, model, options, used_points):
     return used_points, block
 
 
-def _observations(problem, name, residual_type, pose_slots, sel, cols, options, constants, which=None):
+def _observations(problem, name, residual_type, pose_slots, sel, cols, options, constants=None, which=None):
     """Add the residual group of the observations ``sel`` (a mask, or ``slice(None)`` for all; slots:
-    ``pose_slots`` then the point). Each one's data: its pixel, then row ``which[i]`` of ``constants``
-    (the model id, ...; row 0 for every observation when ``which`` is None). Built as one gather of
-    whole rows, then the two pixel columns: numpy copies a narrow 2-D block into a strided one several
-    times slower than whole rows or single columns."""
+    ``pose_slots`` then the point). Each one's data: its pixel, then (when ``constants`` is given) row
+    ``which[i]`` of ``constants``. Built as one gather of whole rows, then the two pixel columns: numpy
+    copies a narrow 2-D block into a strided one several times slower than whole rows or single columns."""
     xy = cols["xy"][sel]
-    padded = np.zeros((len(constants), 2 + constants.shape[1]))
-    padded[:, 2:] = constants
-    data = np.repeat(padded, len(xy), axis=0) if which is None else np.take(padded, which, axis=0)
-    data[:, 0] = xy[:, 0]
-    data[:, 1] = xy[:, 1]
+    if constants is None:
+        data = xy
+    else:
+        padded = np.zeros((len(constants), 2 + constants.shape[1]))
+        padded[:, 2:] = constants
+        data = np.take(padded, which, axis=0)
+        data[:, 0] = xy[:, 0]
+        data[:, 1] = xy[:, 1]
     problem.add_residual_group(name, residual_type, pose_slots + [("points", cols["point_index"][sel])], data,
                                loss=LOSSES[options.loss_function_type], loss_scale=options.loss_function_scale)
 
@@ -216,10 +218,8 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
         block[images] = np.arange(len(images))
         sel = _all_or_mask(model_of_image[image_row] == model_id)
         blocks = block[image_row[sel]]
-        constants = np.hstack([np.full((len(images), 1), model_id), np.full((len(images), 1), np.sum(1 << free)),
-                               params])  # per image: model id, free-parameter bits, all its camera's parameters
-        _observations(problem, f"observations_{name}", joint_reprojection_type(params.shape[1], len(free)),
-                      [(f"cameras_{name}", blocks)], sel, cols, options, constants, blocks)
+        _observations(problem, f"observations_{name}", joint_reprojection_type(int(model_id), tuple(free.tolist())),
+                      [(f"cameras_{name}", blocks)], sel, cols, options, params, blocks)
         pose_groups.append((f"cameras_{name}", images))
         camera_groups.append((f"cameras_{name}", camera_row[images], 7, free))
     return pose_groups, camera_groups
@@ -269,10 +269,9 @@ def _add_poses_and_intrinsics(problem, model, options, used_images, all_poses, c
                 continue
             sel = _all_or_mask(sel)
             _observations(problem, f"observations_{name}" + ("_gauge" if gauge_group else ""),
-                          reprojection_type(params.shape[1]),
+                          reprojection_type(int(model_id)),
                           [("gauge_pose" if gauge_group else "poses", pose_block[image_row[sel]]),
-                           (f"intrinsics_{name}", block_of_camera[obs_camera[sel]])], sel, cols, options,
-                          np.array([[model_id]], dtype=np.float64))
+                           (f"intrinsics_{name}", block_of_camera[obs_camera[sel]])], sel, cols, options)
     return pose_groups, camera_groups
 
 

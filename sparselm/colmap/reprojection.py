@@ -1,4 +1,4 @@
-r"""The COLMAP reprojection residual as a sparselm residual type (numba kernels).
+r"""The COLMAP reprojection residual as sparselm residual types, one per camera model (numba kernels).
 
 Slots: the image pose, the camera's intrinsics (its COLMAP parameter vector, ``k`` numbers) and the
 3-D point ``X`` (3). A pose block is ``(qx, qy, qz, qw, tx, ty, tz)``: COLMAP's ``cam_from_world``
@@ -6,8 +6,8 @@ as a unit quaternion (scalar last, sparselm's order; COLMAP stores ``qw`` first)
 ``P = R(q) X + t``, on the manifold SO(3) x R^3
 (:func:`sparselm.manifolds.quaternion_and_vector`): the rotation is perturbed on the right,
 ``R <- R Exp(d_w)``, the translation additively, ``t <- t + d_t``. Data per observation: the
-observed pixel (x, y) and the camera's COLMAP model id. Residual: projected pixel minus observed
-pixel, as COLMAP's ``ReprojErrorCostFunctor``.
+observed pixel (x, y). Residual: projected pixel minus observed pixel (pixels), as COLMAP's
+``ReprojErrorCostFunctor``.
 
 An observation whose point is not in front of the camera (``P_z < eps``, where COLMAP's
 ``ImgFromCam`` fails) has residual zero and a zero Jacobian, exactly what COLMAP's cost functor
@@ -15,33 +15,45 @@ returns there: such observations drop out of the cost, and come back once the po
 again (COLMAP's objective, evaluated at every trial point).
 
 Jacobian, written directly in the tangent coordinates (``tangent_manifolds``): with
-``A = d(x, y)/dP`` (2 x 3) from :func:`sparselm.colmap.cameras.project_point` and ``g_k = A_k R``
+``A = d(x, y)/dP`` (2 x 3) from :func:`sparselm.colmap.cameras.project` and ``g_k = A_k R``
 (row k of ``dr/dX``): ``R Exp(d_w) X = R X - R [X]x d_w + O(d_w^2)``, so
 
     dr_k/dd_w = -g_k [X]x = (X x g_k)^T,      dr/dd_t = A,      dr/dX = A R,
 
 and ``dr/d intrinsics`` comes from the camera model. The rotation's columns are one cross product
 of the point's; no trigonometry, no Jacobian of the exponential map.
+
+Kernels: each type's kernels are compiled for its camera model (the projection's terms and
+parameter positions are constants, see :mod:`sparselm.colmap.cameras`). A call first
+turns every pose's quaternion into its rotation matrix (one per image, not one per observation),
+then loops over the observations in parallel. (No serial path for small groups: waking numba's
+threads costs some 25 us on a 2-core virtual machine, and a second copy of the loop body would
+add a third to the kernel's compile time.)
+``jacobian_kernel_for(needed)`` gives kernels that leave the columns of constant parameters (and of
+all-constant slots) untouched, as :class:`~sparselm.residuals.base.ResidualType` promises.
 """
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Optional, Tuple
 
 import numpy as np
 from numba import njit, prange
 
-from sparselm.colmap.cameras import check_projectable, project_point
+from sparselm.colmap.camera_models import CAMERA_MODELS
+from sparselm.colmap.cameras import check_projectable, project, projection_spec
 from sparselm.colmap.model import rows_of
 from sparselm.manifolds.lie import quaternion_to_matrix
 from sparselm.manifolds.product import quaternion_and_vector
 from sparselm.residuals.base import ResidualType
 
-__all__ = ["reprojection_type", "joint_reprojection_type", "joint_reprojection_residuals",
-           "joint_reprojection_jacobians", "colmap_reprojection_residuals", "colmap_reprojection_jacobians",
-           "in_front_mask", "observation_errors", "poses_of", "POSE_MANIFOLD"]
+__all__ = ["reprojection_type", "joint_reprojection_type", "in_front_mask", "observation_errors", "poses_of",
+           "POSE_MANIFOLD"]
 
 #: the manifold of a pose block (qx, qy, qz, qw, tx, ty, tz).
 POSE_MANIFOLD = quaternion_and_vector(3)
+
+Needed = Tuple[Tuple[bool, ...], ...]
 
 
 def poses_of(model) -> np.ndarray:
@@ -52,71 +64,67 @@ def poses_of(model) -> np.ndarray:
 
 
 @njit(cache=True)
-def _camera_point(poses, c, points, p):
-    """(R, P): the rotation of pose row c (row-major 9-tuple) and R X + t for point row p."""
-    r = quaternion_to_matrix((poses[c, 0], poses[c, 1], poses[c, 2], poses[c, 3]))
+def _rotations(poses):
+    """(n, 9) row-major rotation matrices of the quaternions in columns 0-3 of the pose blocks ``poses``."""
+    out = np.empty((poses.shape[0], 9))
+    for c in range(poses.shape[0]):
+        r = quaternion_to_matrix((poses[c, 0], poses[c, 1], poses[c, 2], poses[c, 3]))
+        for j in range(9):
+            out[c, j] = r[j]
+    return out
+
+
+@njit(cache=True)
+def _camera_point(rot, poses, c, points, p):
+    """R X + t: point row ``p`` in the frame of pose row ``c`` (``rot`` from :func:`_rotations`)."""
     x0 = points[p, 0]
     x1 = points[p, 1]
     x2 = points[p, 2]
-    return r, (r[0] * x0 + r[1] * x1 + r[2] * x2 + poses[c, 4], r[3] * x0 + r[4] * x1 + r[5] * x2 + poses[c, 5],
-               r[6] * x0 + r[7] * x1 + r[8] * x2 + poses[c, 6])
+    return (rot[c, 0] * x0 + rot[c, 1] * x1 + rot[c, 2] * x2 + poses[c, 4],
+            rot[c, 3] * x0 + rot[c, 4] * x1 + rot[c, 5] * x2 + poses[c, 5],
+            rot[c, 6] * x0 + rot[c, 7] * x1 + rot[c, 8] * x2 + poses[c, 6])
 
 
-@njit(parallel=True, cache=True)
-def colmap_reprojection_residuals(params, index, data, residuals):
-    """Residual kernel (calling convention of sparselm.residuals.base); see the module docstring."""
-    poses = params[0]
-    intrinsics = params[1]
-    points = params[2]
-    unused = np.empty((2, intrinsics.shape[1]))
-    for i in prange(index.shape[0]):
-        _, p = _camera_point(poses, index[i, 0], points, index[i, 2])
-        ok, x, y, _, _, _, _, _, _ = project_point(int(data[i, 2]), intrinsics[index[i, 1]], p[0], p[1], p[2],
-                                                   unused, False)
-        if ok:
-            residuals[i, 0] = x - data[i, 0]
-            residuals[i, 1] = y - data[i, 1]
-        else:
-            residuals[i, 0] = 0.0
-            residuals[i, 1] = 0.0
+@njit(cache=True, inline="always")
+def _residual_at(spec, slots, i, rot, poses, intrinsics, points, index, data, residuals):
+    """The residual of observation i; ``slots`` = (pose, intrinsics, point) columns of ``index``."""
+    u, v, w = _camera_point(rot, poses, index[i, slots[0]], points, index[i, slots[2]])
+    # a spec that writes no column: ``residuals`` only stands in for the Jacobian row it never touches
+    ok, x, y, _, _, _, _, _, _ = project(spec, intrinsics[index[i, slots[1]]], data[i], u, v, w, residuals)
+    residuals[i, 0] = x - data[i, 0] if ok else 0.0
+    residuals[i, 1] = y - data[i, 1] if ok else 0.0
 
 
-@njit(parallel=True, cache=True)
-def colmap_reprojection_jacobians(params, index, data, residuals, jacobians):
-    """Jacobian kernel: residuals and d r / d (pose tangent (n, 2, 6), intrinsics (n, 2, k), point (n, 2, 3))."""
-    poses = params[0]
-    intrinsics = params[1]
-    points = params[2]
-    jpose = jacobians[0]
-    jintr = jacobians[1]
-    jpoint = jacobians[2]
-    for i in prange(index.shape[0]):
-        pt = index[i, 2]
-        r, p = _camera_point(poses, index[i, 0], points, pt)
-        ok, x, y, a00, a01, a02, a10, a11, a12 = project_point(int(data[i, 2]), intrinsics[index[i, 1]], p[0], p[1],
-                                                               p[2], jintr[i], True)
-        if ok:
-            residuals[i, 0] = x - data[i, 0]
-            residuals[i, 1] = y - data[i, 1]
-        else:
-            residuals[i, 0] = 0.0
-            residuals[i, 1] = 0.0
-        x0 = points[pt, 0]
-        x1 = points[pt, 1]
-        x2 = points[pt, 2]
-        # g_k = A_k R (d r_k / d X); d r_k / d w = X x g_k; d r_k / d t = A_k
-        g00 = a00 * r[0] + a01 * r[3] + a02 * r[6]
-        g01 = a00 * r[1] + a01 * r[4] + a02 * r[7]
-        g02 = a00 * r[2] + a01 * r[5] + a02 * r[8]
-        g10 = a10 * r[0] + a11 * r[3] + a12 * r[6]
-        g11 = a10 * r[1] + a11 * r[4] + a12 * r[7]
-        g12 = a10 * r[2] + a11 * r[5] + a12 * r[8]
+@njit(cache=True, inline="always")
+def _jacobian_at(spec, slots, want_pose, want_point, i, rot, poses, intrinsics, points, index, data,
+                 residuals, jpose, jintr, jpoint):
+    """The residual and Jacobian of observation i (the intrinsics' columns as ``spec`` says, the
+    pose's and the point's when wanted)."""
+    c = index[i, slots[0]]
+    pt = index[i, slots[2]]
+    u, v, w = _camera_point(rot, poses, c, points, pt)
+    ok, x, y, a00, a01, a02, a10, a11, a12 = project(spec, intrinsics[index[i, slots[1]]], data[i], u, v, w,
+                                                     jintr[i])
+    residuals[i, 0] = x - data[i, 0] if ok else 0.0
+    residuals[i, 1] = y - data[i, 1] if ok else 0.0
+    # g_k = A_k R (d r_k / d X); d r_k / d w = X x g_k; d r_k / d t = A_k
+    g00 = a00 * rot[c, 0] + a01 * rot[c, 3] + a02 * rot[c, 6]
+    g01 = a00 * rot[c, 1] + a01 * rot[c, 4] + a02 * rot[c, 7]
+    g02 = a00 * rot[c, 2] + a01 * rot[c, 5] + a02 * rot[c, 8]
+    g10 = a10 * rot[c, 0] + a11 * rot[c, 3] + a12 * rot[c, 6]
+    g11 = a10 * rot[c, 1] + a11 * rot[c, 4] + a12 * rot[c, 7]
+    g12 = a10 * rot[c, 2] + a11 * rot[c, 5] + a12 * rot[c, 8]
+    if want_point:
         jpoint[i, 0, 0] = g00
         jpoint[i, 0, 1] = g01
         jpoint[i, 0, 2] = g02
         jpoint[i, 1, 0] = g10
         jpoint[i, 1, 1] = g11
         jpoint[i, 1, 2] = g12
+    if want_pose:
+        x0 = points[pt, 0]
+        x1 = points[pt, 1]
+        x2 = points[pt, 2]
         jpose[i, 0, 0] = x1 * g02 - x2 * g01
         jpose[i, 0, 1] = x2 * g00 - x0 * g02
         jpose[i, 0, 2] = x0 * g01 - x1 * g00
@@ -131,14 +139,101 @@ def colmap_reprojection_jacobians(params, index, data, residuals, jacobians):
         jpose[i, 1, 5] = a12
 
 
+@lru_cache(maxsize=None)
+def _kernels(model_id: int, free: Optional[Tuple[int, ...]], needed: Needed):
+    """(residual kernel, Jacobian kernel) of one camera model in one layout. ``free`` None: the split
+    layout, slots (pose, intrinsics, point), data (x, y). ``free`` a tuple of parameter positions:
+    the joint layout, slots (pose then those parameters, point), data (x, y, the full parameter
+    vector, from which the others are read). ``needed[j][c]``: write the Jacobian columns of slot
+    j's coordinate c (the tangent slots are all or nothing).
+
+    The kernels hold only plain constants (specs, slot numbers, flags) and call module-level
+    functions, so numba's on-disk cache finds them again in a later process."""
+    k = CAMERA_MODELS[model_id].n_params
+    if free is None:
+        slots = (0, 1, 2)
+        read = tuple(range(k))
+        write = tuple(j if needed[1][j] else -1 for j in range(k))
+    else:
+        slots = (0, 0, 1)
+        column = {j: s for s, j in enumerate(free)}
+        read = tuple(7 + column[j] if j in column else -1 - (2 + j) for j in range(k))
+        write = tuple(6 + column[j] if j in column and needed[0][0] else -1 for j in range(k))
+    want_pose, want_point = bool(needed[0][0]), bool(needed[slots[2]][0])
+    pixel = projection_spec(model_id, read, (-1,) * k)
+    spec = projection_spec(model_id, read, write)
+    pose_slot, intrinsics_slot, point_slot = slots
+
+    @njit(parallel=True, cache=True)
+    def residual_kernel(params, index, data, residuals):
+        poses, intrinsics, points = params[pose_slot], params[intrinsics_slot], params[point_slot]
+        rot = _rotations(poses)
+        for i in prange(index.shape[0]):
+            _residual_at(pixel, slots, i, rot, poses, intrinsics, points, index, data, residuals)
+
+    @njit(parallel=True, cache=True)
+    def jacobian_kernel(params, index, data, residuals, jacobians):
+        poses, intrinsics, points = params[pose_slot], params[intrinsics_slot], params[point_slot]
+        jpose, jintr, jpoint = jacobians[pose_slot], jacobians[intrinsics_slot], jacobians[point_slot]
+        rot = _rotations(poses)
+        for i in prange(index.shape[0]):
+            _jacobian_at(spec, slots, want_pose, want_point, i, rot, poses, intrinsics, points, index, data, residuals,
+                         jpose, jintr, jpoint)
+
+    return residual_kernel, jacobian_kernel
+
+
+def _residual_type(name: str, model_id: int, free: Optional[Tuple[int, ...]], block_sizes, data_size: int,
+                   tangent_manifolds) -> ResidualType:
+    all_columns = tuple((True,) * b for b in block_sizes)
+    residual_kernel, jacobian_kernel = _kernels(model_id, free, all_columns)
+
+    def jacobian_kernel_for(needed: Needed):
+        needed = tuple(tuple(bool(c) for c in slot) for slot in needed)
+        if tuple(len(slot) for slot in needed) != tuple(block_sizes):
+            raise ValueError(f"residual type {name!r}: needed columns must have the block sizes {block_sizes}")
+        return _kernels(model_id, free, needed)[1]
+
+    return ResidualType(name=name, residual_size=2, block_sizes=tuple(block_sizes), data_size=data_size,
+                        residual_kernel=residual_kernel, jacobian_kernel=jacobian_kernel,
+                        jacobian_kernel_for=jacobian_kernel_for, tangent_manifolds=tangent_manifolds)
+
+
+@lru_cache(maxsize=None)
+def reprojection_type(model_id: int) -> ResidualType:
+    """The residual type of the split layout for cameras of COLMAP model ``model_id``: slots (pose on
+    :data:`POSE_MANIFOLD`, intrinsics (k), point (3)); data (x, y)."""
+    check_projectable(model_id)
+    model = CAMERA_MODELS[int(model_id)]
+    return _residual_type(f"colmap_reprojection_{model.name}", model.model_id, None, (7, model.n_params, 3), 2,
+                          (POSE_MANIFOLD, None, None))
+
+
+@lru_cache(maxsize=None)
+def joint_reprojection_type(model_id: int, free: Tuple[int, ...]) -> ResidualType:
+    """The residual type of the joint layout for cameras of COLMAP model ``model_id``: slot 0 is one
+    block per image, its pose (7: quaternion and translation) followed by the refined parameters
+    ``free`` (positions in COLMAP's order, ascending), on SO(3) x R^(3 + len(free))
+    (:func:`sparselm.manifolds.quaternion_and_vector`); slot 1 the point. Data per observation: x, y
+    and the camera's full parameter vector, from which the fixed parameters are read. Fixed
+    parameters thus take no columns in the reduced camera system."""
+    check_projectable(model_id)
+    model = CAMERA_MODELS[int(model_id)]
+    free = tuple(int(j) for j in free)
+    return _residual_type(f"colmap_reprojection_joint_{model.name}_{'_'.join(map(str, free)) or 'none'}",
+                          model.model_id, free, (7 + len(free), 3), 2 + model.n_params,
+                          (quaternion_and_vector(3 + len(free)), None))
+
+
 @njit(cache=True)
 def _in_front(poses, points, image_index, point_index):
     # serial: a few ns per observation, less than waking the thread pool on a small model
+    rot = _rotations(poses)
     out = np.empty(image_index.shape[0], np.bool_)
     eps = np.finfo(np.float64).eps
     for i in range(image_index.shape[0]):
-        _, p = _camera_point(poses, image_index[i], points, point_index[i])
-        out[i] = p[2] >= eps
+        _, _, w = _camera_point(rot, poses, image_index[i], points, point_index[i])
+        out[i] = w >= eps
     return out
 
 
@@ -147,74 +242,6 @@ def in_front_mask(poses: np.ndarray, points: np.ndarray, image_index: np.ndarray
     ``poses`` are (n_images, 7) pose blocks (see :func:`poses_of`)."""
     return _in_front(np.ascontiguousarray(poses, dtype=np.float64), np.ascontiguousarray(points, dtype=np.float64),
                      np.ascontiguousarray(image_index, dtype=np.int64), np.ascontiguousarray(point_index, np.int64))
-
-
-@njit(cache=True)
-def _joint_index(index):
-    """(camera, point) slots -> (pose, intrinsics, point) rows: pose and intrinsics share the block."""
-    out = np.empty((index.shape[0], 3), np.int64)
-    for i in range(index.shape[0]):
-        out[i, 0] = index[i, 0]
-        out[i, 1] = index[i, 0]
-        out[i, 2] = index[i, 1]
-    return out
-
-
-@njit(cache=True)
-def _joint_intrinsics(cameras, index, data):
-    """Each camera's full parameter vector: the free ones from its block (after the pose's 7), the others
-    from the template in the data of any of its observations (see :func:`joint_reprojection_type`)."""
-    k = data.shape[1] - 4
-    full = np.zeros((cameras.shape[0], k))
-    for i in range(index.shape[0]):
-        c = index[i, 0]
-        bits = np.int64(data[i, 3])
-        free = 0
-        for j in range(k):
-            if (bits >> j) & 1:
-                full[c, j] = cameras[c, 7 + free]
-                free += 1
-            else:
-                full[c, j] = data[i, 4 + j]
-    return full
-
-
-@njit(cache=True)
-def joint_reprojection_residuals(params, index, data, residuals):
-    """Residual kernel of the joint layout (see :func:`joint_reprojection_type`); same residual as
-    :func:`colmap_reprojection_residuals`."""
-    cameras = params[0]
-    colmap_reprojection_residuals((cameras[:, :7], _joint_intrinsics(cameras, index, data), params[1]),
-                                  _joint_index(index), data, residuals)
-
-
-@njit(cache=True)
-def joint_reprojection_jacobians(params, index, data, residuals, jacobians):
-    """Jacobian kernel of the joint layout: d r / d (camera block tangent (n, 2, 6 + free), point (n, 2, 3))."""
-    cameras = params[0]
-    jc = jacobians[0]
-    k = data.shape[1] - 4
-    j_full = np.empty((index.shape[0], 2, k))
-    colmap_reprojection_jacobians((cameras[:, :7], _joint_intrinsics(cameras, index, data), params[1]),
-                                  _joint_index(index), data, residuals, (jc[:, :, :6], j_full, jacobians[1]))
-    for i in range(index.shape[0]):
-        bits = np.int64(data[i, 3])
-        free = 0
-        for j in range(k):
-            if (bits >> j) & 1:
-                jc[i, 0, 6 + free] = j_full[i, 0, j]
-                jc[i, 1, 6 + free] = j_full[i, 1, j]
-                free += 1
-
-
-@lru_cache(maxsize=None)
-def reprojection_type(n_params: int) -> ResidualType:
-    """The residual type for cameras with ``n_params`` intrinsics (one per intrinsics block size); the
-    pose slot's blocks are on :data:`POSE_MANIFOLD`."""
-    return ResidualType(name=f"colmap_reprojection_{n_params}", residual_size=2, block_sizes=(7, n_params, 3),
-                        data_size=3, residual_kernel=colmap_reprojection_residuals,
-                        jacobian_kernel=colmap_reprojection_jacobians,
-                        tangent_manifolds=(POSE_MANIFOLD, None, None))
 
 
 def observation_errors(model):
@@ -228,25 +255,12 @@ def observation_errors(model):
     errors = np.zeros(len(image_row))
     for row in np.unique(camera_row):
         sel = camera_row == row
+        model_id = int(model.camera_model_ids[row])
+        check_projectable(model_id, model.camera_ids[row])
         params = model.camera_params_of(row)[None, :]
         index = np.c_[image_row[sel], np.zeros(sel.sum(), np.int64), point_row[sel]]
-        data = np.c_[xy[sel], np.full(sel.sum(), float(model.camera_model_ids[row]))]
         residuals = np.empty((sel.sum(), 2))
-        check_projectable(int(model.camera_model_ids[row]), model.camera_ids[row])
-        colmap_reprojection_residuals((poses, np.ascontiguousarray(params), model.points_xyz), index, data, residuals)
+        reprojection_type(model_id).residual_kernel((poses, np.ascontiguousarray(params), model.points_xyz), index,
+                                                    np.ascontiguousarray(xy[sel]), residuals)
         errors[sel] = np.hypot(residuals[:, 0], residuals[:, 1])
     return errors, in_front_mask(poses, model.points_xyz, image_row, point_row)
-
-
-@lru_cache(maxsize=None)
-def joint_reprojection_type(n_params: int, n_free: int) -> ResidualType:
-    """The residual type of the joint layout: slot 0 is one block per image, its pose (7: quaternion and
-    translation) followed by the ``n_free`` refined parameters of its camera (in COLMAP's order), on
-    SO(3) x R^(3 + n_free) (:func:`sparselm.manifolds.quaternion_and_vector`); slot 1 the point. Data per
-    observation: x, y, the model id, a bit mask of which of the camera's ``n_params`` parameters are
-    in the block (bit j: parameter j), and the camera's full parameter vector, from which the fixed
-    ones are taken. Fixed parameters thus take no columns in the reduced camera system."""
-    return ResidualType(name=f"colmap_reprojection_joint_{n_params}_{n_free}", residual_size=2,
-                        block_sizes=(7 + n_free, 3), data_size=4 + n_params,
-                        residual_kernel=joint_reprojection_residuals, jacobian_kernel=joint_reprojection_jacobians,
-                        tangent_manifolds=(quaternion_and_vector(3 + n_free), None))

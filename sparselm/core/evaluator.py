@@ -12,7 +12,8 @@ Hessian of 1/2 rho(|r' + J' d|^2):
     r'' = sqrt(rho') / (1 - alpha) r',      J'' = sqrt(rho') (I - alpha r' r'^T / s) J'.
 
 Downstream code sees only r'' and J'' and needs to know nothing about Sigma or the loss.
-Coordinates held constant get zero Jacobian columns here.
+Coordinates held constant get zero Jacobian columns: a residual type's ``jacobian_kernel_for``
+variant leaves them untouched (zero from allocation), the others are zeroed here.
 
 Manifolds: a slot whose group is not Euclidean, and whose residual type differentiates in ambient
 terms, is evaluated into an ambient buffer and turned into the tangent Jacobian J_amb P(x) (P the
@@ -99,10 +100,9 @@ class Evaluator:
             self._whiten_work.append(np.zeros((n, m) if matrix_weight else (0, m)))
         self.gradient = pages.zeros(layout.n_columns)
         self.column_norms = pages.zeros(layout.n_columns)
-        self._jacobian_kernels = [_jacobian_kernel(problem, rg) for rg in problem.residual_groups]
-        self._constant_coordinates = [
-            np.concatenate([problem.parameter_groups[g].constant_coordinates for g in rg.groups])
-            for rg in problem.residual_groups]
+        kernels = [_jacobian_kernel(problem, rg) for rg in problem.residual_groups]
+        self._jacobian_kernels = [kernel for kernel, _ in kernels]
+        self._written_constant_columns = [columns for _, columns in kernels]
         self.cost = math.nan
 
     def _ambient_views(self, rg, rl, tangent_views):
@@ -191,9 +191,9 @@ class Evaluator:
                     total += plain_cost(res)
                 else:
                     total += robust_correct(rg.loss.id, rg.loss.scale, res, jac)
-                mask = self._constant_coordinates[g]
-                if mask.any():
-                    jac[:, :, mask] = 0.0
+                columns = self._written_constant_columns[g]
+                if columns.size:
+                    jac[:, :, columns] = 0.0
         self.cost = total
         if not gradient:
             return total
@@ -263,21 +263,31 @@ class Evaluator:
 
 
 def _jacobian_kernel(problem: Problem, rg):
-    """The Jacobian kernel to call for residual group ``rg``: a variant that skips the columns of
-    constant coordinates and of slots whose blocks are all constant when the type offers one
-    (``jacobian_kernel_for``), else its ``jacobian_kernel``. Skipped columns stay zero."""
+    """``(kernel, columns)``: the Jacobian kernel to call for residual group ``rg`` and the Jacobian
+    columns of constant coordinates it writes, which :meth:`Evaluator.linearize` zeroes after it.
+
+    A type that offers ``jacobian_kernel_for`` gets the variant that skips the columns of constant
+    coordinates and of slots whose blocks are all constant (they stay zero from allocation: weighting
+    and the loss mix rows, never columns); it still writes the constant coordinates of a free
+    non-Euclidean group (its tangent columns are wanted all or none). Any other type writes every
+    column (``jacobian_kernel``, or numeric differences when it has none)."""
     rt = rg.residual_type
-    if rt.jacobian_kernel is None or rt.jacobian_kernel_for is None:
-        return rt.jacobian_kernel
-    needed = []
+    needed, written = [], []
     for j, gname in enumerate(rg.groups):
         pg = problem.parameter_groups[gname]
         free = not bool(pg.constant.all())
-        if pg.manifold.euclidean and rt.slot_manifold(j) is None:
-            needed.append(tuple(free and not bool(c) for c in pg.constant_coordinates))
-        else:  # constant tangent coordinates do not map to ambient columns: all or none
+        constant = np.asarray(pg.constant_coordinates, dtype=bool)
+        ambient = pg.manifold.euclidean and rt.slot_manifold(j) is None
+        if ambient:
+            needed.append(tuple(free and not bool(c) for c in constant))
+        else:
             needed.append((free,) * rt.block_sizes[j])
-    return rt.jacobian_kernel_for(tuple(needed))
+        skipped = rt.jacobian_kernel is not None and rt.jacobian_kernel_for is not None and (ambient or not free)
+        written.append(constant & (not skipped))
+    columns = np.flatnonzero(np.concatenate(written))
+    if rt.jacobian_kernel is None or rt.jacobian_kernel_for is None:
+        return rt.jacobian_kernel, columns
+    return rt.jacobian_kernel_for(tuple(needed)), columns
 
 
 @numba.njit(cache=True)

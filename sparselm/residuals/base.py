@@ -47,7 +47,8 @@ class ResidualType:
     jacobian_kernel_for  optional: ``jacobian_kernel_for(needed)`` with ``needed[j][c]`` True for the
                     Jacobian columns wanted (per slot j, coordinate c) returns a kernel with the
                     calling convention of ``jacobian_kernel`` that writes only those columns and
-                    leaves the others untouched (constant slots and coordinates then cost nothing).
+                    leaves the others untouched (constant slots and coordinates then cost nothing;
+                    the evaluator relies on it and zeroes no column such a kernel skips).
     observation_error  optional capability: observation_error(slot_values, index, data) -> (n,) the
                     unweighted error of each instance in the units of its observation (the BAL
                     reprojection: pixels), from the values of the groups of its slots (a tuple, one

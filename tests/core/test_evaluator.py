@@ -190,6 +190,26 @@ def test_constant_coordinates_get_zero_columns(rng):
     assert np.all(ev.gradient[0::2] != 0.0)
 
 
+@pytest.mark.parametrize("kernel", ["variant", "numeric"])
+def test_constant_columns_are_zero_whoever_writes_them(rng, kernel):
+    """A type with ``jacobian_kernel_for`` is asked for a kernel that skips the constant column (the
+    evaluator then leaves it alone); a type differentiated numerically writes it and the evaluator
+    zeroes it. Either way the column is zero after every linearisation."""
+    import dataclasses
+
+    linear = models.linear(2, 2)
+    rt = linear if kernel == "variant" else dataclasses.replace(linear, name="linear_numeric", jacobian_kernel=None,
+                                                                jacobian_kernel_for=None)
+    p = sparselm.Problem()
+    p.add_parameter_group("x", rng.normal(size=(3, 2)), constant_coordinates=[1])
+    a = rng.normal(size=(6, 2, 2))
+    p.add_residual_group("lin", rt, [("x", np.arange(6) % 3)], models.linear_data(a, np.ones((6, 2))))
+    ev = Evaluator(p, build_layout(p), PhaseTimer())
+    for shift in (0.0, 0.5):
+        ev.linearize({"x": p.parameter_groups["x"].values + shift})
+        assert np.all(ev.jacobians[0][:, :, 1] == 0.0) and np.all(ev.jacobians[0][:, :, 0] != 0.0)
+
+
 def test_non_finite_residual_names_group_and_instance():
     p = sparselm.Problem()
     p.add_parameter_group("e", np.array([[1.0, 0.5], [1.0, -400.0]]))
