@@ -34,6 +34,7 @@ from sparselm.linalg.schur.eliminate import (chunk_points_by_pairs, pair_update_
                                              stacked_point_pass_kernel)
 from sparselm.linalg.schur.structure import build_schur_structure
 from sparselm.linalg.schur.unrolled import slp_vectorization
+from sparselm.util import pages
 
 DENSE_SCHUR_MAX_COLUMNS = 2000
 
@@ -60,7 +61,7 @@ class SchurSolver(LinearSolver):
             self.v_inv = np.zeros((n_e, ke, ke))
             self._work_e = np.zeros((n_e, ke))
             self.vg = np.zeros((n_e, ke))
-            self.w = np.zeros((st.n_cells, kf, ke))  # rows past a smaller f-block's size stay zero
+            self.w = pages.zeros((st.n_cells, kf, ke))  # rows past a smaller f-block's size stay zero
             self._chol_work = np.zeros((n_chunks, 2, ke, ke))
             self._failures = np.zeros(n_chunks, dtype=np.int64)
             self._rhs_private = np.zeros((n_chunks, st.n_f_blocks, kf))
@@ -211,7 +212,7 @@ class DenseSchur(SchurSolver):
             return
         self._chunk_points = np.linspace(0, st.n_e_blocks, n_chunks + 1).astype(np.int64)
         self._point_pass = stacked_point_pass_kernel(kf, ke)
-        self._stack = np.zeros((st.n_e_blocks * ke, n))
+        self._stack = pages.zeros((st.n_e_blocks * ke, n))
         self._gram_private = np.zeros((n_chunks, n, n))
 
     def _eliminate(self, diagonal: np.ndarray) -> int:
