@@ -36,12 +36,14 @@ def _data_pointer(typingctx, array):
 
 
 @numba.njit(cache=True)
-def gram_lower(a, out):
-    """``out`` <- lower triangle of A^T A for a C-contiguous (k, n) array A, by BLAS ``dsyrk``.
+def gram_lower(a, out, beta):
+    """``out`` <- beta ``out`` + A^T A on the lower triangle, for a C-contiguous (k, n) array A, by BLAS ``dsyrk``.
 
     ``out`` is a C-contiguous (n, n) array read column-major: ``out[c, r]`` (r >= c) receives
-    (A^T A)[r, c] = sum_i a[i, r] a[i, c]; the entries r < c are left untouched. 2 k n (n + 1) / 2
-    flops. (In BLAS terms: C = A' A'^T with A' = the n x k column-major view of ``a``.)"""
+    beta out[c, r] + (A^T A)[r, c] = beta out[c, r] + sum_i a[i, r] a[i, c]; the entries r < c are left
+    untouched. beta = 0 overwrites (``out``'s old values are not read, NaN included), beta = 1
+    accumulates. 2 k n (n + 1) / 2 flops. (In BLAS terms: C = A' A'^T + beta C with A' = the n x k
+    column-major view of ``a``.)"""
     n = a.shape[1]
     ints = np.empty(2, np.int32)
     ints[0] = n
@@ -51,7 +53,7 @@ def gram_lower(a, out):
     flags[1] = 78  # 'N': C = A' A'^T
     scalars = np.empty(2)
     scalars[0] = 1.0
-    scalars[1] = 0.0
+    scalars[1] = beta
     _dsyrk(_data_pointer(flags[0:1]), _data_pointer(flags[1:2]), _data_pointer(ints[0:1]), _data_pointer(ints[1:2]),
            _data_pointer(scalars[0:1]), _data_pointer(a), _data_pointer(ints[0:1]), _data_pointer(scalars[1:2]),
            _data_pointer(out), _data_pointer(ints[0:1]))

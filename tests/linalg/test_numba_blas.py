@@ -11,14 +11,14 @@ from sparselm.linalg.numba_blas import gram_lower
 @numba.njit(parallel=True, cache=False)
 def _grams_by_chunk(a, bounds, out):
     for ch in numba.prange(bounds.shape[0] - 1):
-        gram_lower(a[bounds[ch]:bounds[ch + 1]], out[ch])
+        gram_lower(a[bounds[ch]:bounds[ch + 1]], out[ch], 0.0)
 
 
 @pytest.mark.parametrize("k, n", [(1, 1), (7, 3), (300, 41), (0, 5)])
 def test_gram_lower_is_the_lower_triangle_of_a_t_a(k, n):
     a = np.random.default_rng(k + n).normal(size=(k, n))
     out = np.full((n, n), 7.0)
-    gram_lower(a, out)
+    gram_lower(a, out, 0.0)
     g = out.T  # out[c, r] holds entry (r, c): read column-major
     lower = np.tril_indices(n)
     np.testing.assert_allclose(g[lower], (a.T @ a)[lower], rtol=1e-13, atol=1e-13 * max(1.0, float(np.max(np.abs(a), initial=0.0)) ** 2))

@@ -31,7 +31,7 @@ from sparselm.linalg.schur.kernels import back_substitution_kernel
 from sparselm.linalg.schur.linearize import chunk_instances, group_pass_kernel, reduce_linearization
 from sparselm.linalg.schur.eliminate import (chunk_points_by_pairs, pair_update_flops, point_pass_kernel,
                                              reduce_chunks, reduce_stacked, stacked_elimination_pays, stacked_flops,
-                                             stacked_point_pass_kernel)
+                                             stacked_point_pass_kernel, stack_block_points)
 from sparselm.linalg.schur.structure import build_schur_structure
 from sparselm.linalg.schur.unrolled import slp_vectorization
 from sparselm.util import pages
@@ -203,8 +203,8 @@ class DenseSchur(SchurSolver):
 
     def _prepare_elimination(self, n_chunks: int, kf: int, ke: int) -> None:
         """The pair updates, or the stacked elimination when it pays (:func:`stacked_elimination_pays`):
-        chunks of equal point counts, the stacked factors (zero except each point's cells, which every
-        pass rewrites) and one private Gram product of S's size per chunk."""
+        chunks of equal point counts, each with a block of stacked factors (:func:`stack_block_points`
+        points' rows) and a private Gram product of S's size."""
         st, n = self.structure, self.layout.n_reduced_columns
         self.stacked = stacked_elimination_pays(n, st.n_e_blocks, ke, st.n_pairs, kf)
         if not self.stacked:
@@ -212,7 +212,7 @@ class DenseSchur(SchurSolver):
             return
         self._chunk_points = np.linspace(0, st.n_e_blocks, n_chunks + 1).astype(np.int64)
         self._point_pass = stacked_point_pass_kernel(kf, ke)
-        self._stack = pages.zeros((st.n_e_blocks * ke, n))
+        self._stack = np.empty((n_chunks, stack_block_points(n, ke) * ke, n))
         self._gram_private = np.zeros((n_chunks, n, n))
 
     def _eliminate(self, diagonal: np.ndarray) -> int:

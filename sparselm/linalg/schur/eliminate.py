@@ -28,11 +28,14 @@ The stacked elimination (:func:`stacked_point_pass_kernel`, taken by dense_schur
 most of S). A point seen by c of the n_f kept blocks costs c (c + 1) / 2 pair updates, and when c is
 close to n_f those updates add up to the dense product Z^T Z of the stacked factors: Z has one row
 per eliminated coordinate (row p ke + k holds Z_a[r, k] at column block_col[f(a)] + r, zero where p
-has no cell) and the reduced columns as columns, so sum_p sum_{a,b} Z_a Z_b^T = Z^T Z. One BLAS
-``dsyrk`` per chunk of points forms it at the speed of a large dense product (~40 GFLOP/s per core on
-the benchmarks' Intel Xeon against ~16 for the 6x6x3 pair updates; COLMAP models with a few dozen
-images, whose points each see most of them, spend half as long in this phase) without padding the
-smaller f-blocks. The per-point steps (the damped V's factor, V^-1 g, Z, the right-hand side) are
+has no cell) and the reduced columns as columns, so sum_p sum_{a,b} Z_a Z_b^T = Z^T Z. BLAS ``dsyrk``
+forms it at the speed of a large dense product (~40 GFLOP/s per core on the benchmarks' Intel Xeon
+against ~16 for the 6x6x3 pair updates; COLMAP models with a few dozen images, whose points each see
+most of them, spend half as long in this phase) without padding the smaller f-blocks. Z is never
+whole in memory: each thread stacks a cache-sized block of its points' rows (:data:`STACK_BLOCK_BYTES`)
+and adds that block's Gram product to its own before stacking the next (a COLMAP model of 1500 points
+and 24 images: its first iteration no longer touches 5.3 MB of fresh pages, and the benchmark's time to
+pycolmap's cost fell from 51 to 48 ms). The per-point steps (the damped V's factor, V^-1 g, Z, the right-hand side) are
 the same inlined code in both passes (:func:`point_helpers`).
 """
 from __future__ import annotations
@@ -185,20 +188,33 @@ def stacked_flops(n_reduced: int, n_e: int, ke: int) -> float:
     return float(n_reduced) * (n_reduced + 1) * n_e * ke
 
 
+#: the stacked elimination stacks this many bytes of factors (a whole number of points, at least one)
+#: per thread before each Gram product, so that the block is still in the core's cache when ``dsyrk``
+#: reads it back
+STACK_BLOCK_BYTES = 512 * 2**10
+
+
+def stack_block_points(n_reduced: int, ke: int) -> int:
+    """How many points' factors the stacked elimination stacks per thread between Gram products."""
+    return max(1, STACK_BLOCK_BYTES // (ke * n_reduced * 8))
+
+
 @lru_cache(maxsize=None)
 def stacked_point_pass_kernel(kf: int, ke: int):
     """eliminate_into_stack specialised for f-block size kf, e-block size ke: the point pass of the stacked
     elimination (a dense S that most points touch throughout; see :class:`sparselm.linalg.schur.direct.DenseSchur`).
 
-    Each point p writes its factors Z_a = W_a L_p^-T into its ke rows of the stacked matrix ``zt``
-    ((n_e ke, n_reduced), row p ke + k, column block_col[f(a)] + r holds Z_a[r, k]; the entries no
-    cell of p covers are zero from allocation and never written), so that sum_p Z_p Z_p^T = Z^T Z. Each
-    chunk then forms its points' Z^T Z with one BLAS ``dsyrk`` into ``gram_priv[ch]``
-    (:func:`sparselm.linalg.numba_blas.gram_lower`); :func:`reduce_stacked` sums the chunks. The
-    right-hand side goes to ``rhs_priv`` as in :func:`point_pass_kernel`."""
+    Each chunk walks its points in blocks of ``stack.shape[1] // ke`` (:func:`stack_block_points`). Each
+    point p of a block writes its factors Z_a = W_a L_p^-T into its ke rows of the chunk's block
+    ``stack[ch]`` ((block points ke, n_reduced): row k of p holds Z_a[r, k] at column block_col[f(a)] + r,
+    zero where p has no cell), and one BLAS ``dsyrk`` adds the block's Z^T Z into ``gram_priv[ch]``
+    (:func:`sparselm.linalg.numba_blas.gram_lower`; the first block overwrites), so that the chunk ends
+    with sum_p Z_p Z_p^T over its points; :func:`reduce_stacked` sums the chunks. The right-hand side goes
+    to ``rhs_priv`` as in :func:`point_pass_kernel`."""
     def eliminate_into_stack(chunk_points, v, diagonal, e_col0, gradient, cells_of_e, cell_f, block_col, block_size,
-                             w, v_inv, vg, zt, chol_work, gram_priv, rhs_priv, failures):
+                             w, v_inv, vg, stack, chol_work, gram_priv, rhs_priv, failures):
         n_chunks = chunk_points.shape[0] - 1
+        block_points = stack.shape[1] // ke
         for ch in numba.prange(n_chunks):
             failures[ch] = 0
             rp = rhs_priv[ch]
@@ -207,17 +223,28 @@ def stacked_point_pass_kernel(kf: int, ke: int):
                     rp[f, i] = 0.0
             L = chol_work[ch, 0]
             M = chol_work[ch, 1]
-            for p in range(chunk_points[ch], chunk_points[ch + 1]):
-                c0 = e_col0 + p * ke
-                if not factor_point(p, v, diagonal, c0, gradient, L, M, v_inv, vg):
-                    failures[ch] += 1
-                    continue
-                for cell in range(cells_of_e[p], cells_of_e[p + 1]):
-                    f = cell_f[cell]
-                    add_cell_rhs(rp[f], w, cell, vg, p)
-                    col = block_col[f]
-                    cell_factor(zt[p * ke:(p + 1) * ke, col:col + block_size[f]], block_size[f], w, cell, M)
-            gram_lower(zt[chunk_points[ch] * ke:chunk_points[ch + 1] * ke], gram_priv[ch])
+            block = stack[ch]
+            beta = 0.0
+            p0, end = chunk_points[ch], chunk_points[ch + 1]
+            while True:  # at least one Gram product, so that a chunk without points still writes its zeros
+                p1 = min(p0 + block_points, end)
+                for p in range(p0, p1):
+                    rows = block[(p - p0) * ke:(p - p0 + 1) * ke]
+                    rows[:, :] = 0.0
+                    c0 = e_col0 + p * ke
+                    if not factor_point(p, v, diagonal, c0, gradient, L, M, v_inv, vg):
+                        failures[ch] += 1
+                        continue
+                    for cell in range(cells_of_e[p], cells_of_e[p + 1]):
+                        f = cell_f[cell]
+                        add_cell_rhs(rp[f], w, cell, vg, p)
+                        col = block_col[f]
+                        cell_factor(rows[:, col:col + block_size[f]], block_size[f], w, cell, M)
+                gram_lower(block[:(p1 - p0) * ke], gram_priv[ch], beta)
+                beta = 1.0
+                p0 = p1
+                if p0 >= end:
+                    break
 
     return cacheable_kernel(eliminate_into_stack, numba.njit(parallel=True, cache=True, fastmath=CONTRACT),
                             **point_helpers(kf, ke))
@@ -225,17 +252,14 @@ def stacked_point_pass_kernel(kf: int, ke: int):
 
 #: the stacked elimination is used when its Gram product costs at most this many times the pair
 #: updates' flops (BLAS dsyrk ran at ~40 GFLOP/s per core on the Intel Xeon of the benchmarks, the pair
-#: updates at ~16) ...
+#: updates at ~16)
 STACKED_MAX_FLOP_RATIO = 2.0
-#: ... and its stacked factors (n_e ke x n_reduced doubles) take at most this many bytes
-STACKED_MAX_BYTES = 256 * 2**20
 
 
 def stacked_elimination_pays(n_reduced: int, n_e: int, ke: int, n_pairs: int, kf: int) -> bool:
-    """True when a dense S is better formed by the stacked elimination (one Gram product of all the points'
-    factors) than by the cell-pair updates: when the points touch most of S (thresholds above)."""
-    return (n_e * ke * n_reduced * 8 <= STACKED_MAX_BYTES
-            and stacked_flops(n_reduced, n_e, ke) <= STACKED_MAX_FLOP_RATIO * pair_update_flops(n_pairs, kf, ke))
+    """True when a dense S is better formed by the stacked elimination (Gram products of the points'
+    stacked factors) than by the cell-pair updates: when the points touch most of S (threshold above)."""
+    return stacked_flops(n_reduced, n_e, ke) <= STACKED_MAX_FLOP_RATIO * pair_update_flops(n_pairs, kf, ke)
 
 
 def reduce_stacked(gram_priv, rhs_priv, u_values, diag_positions, diagonal, block_col, block_size, gradient,

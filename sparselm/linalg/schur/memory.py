@@ -7,8 +7,8 @@
                           capped by PRIVATE_S_BYTES), right-hand sides and the Y = W V^-1 scratch
     schur: structure      cell pairs (for each eliminated block, every pair of its cells) and the
                           temporaries of the pattern build
-    schur: stacked factors  dense_schur's stacked elimination: every point's factors Z, stacked, and a
-                          private Gram product of S's size per thread
+    schur: stacked factors  dense_schur's stacked elimination: per thread, a cache-sized block of
+                          stacked factors Z and a private Gram product of S's size
     S values              lower(S) values (twice) and row indices
 then per solver: the Cholesky factor of S (sparse_schur: its analysed size when known, else the dense
 triangle when small, else the block-graph estimate of
@@ -23,7 +23,7 @@ import numpy as np
 
 from sparselm.linalg.memory_model import (EXACT_PAIRS_ABOVE, F8, MemoryContext, csr_by_key, distinct_lower_pairs,
                                           factor_items, lower_dense)
-from sparselm.linalg.schur.eliminate import stacked_elimination_pays
+from sparselm.linalg.schur.eliminate import stack_block_points, stacked_elimination_pays
 from sparselm.linalg.schur.factor_estimate import estimate_schur_factor, schur_block_pattern
 from sparselm.util.units import format_bytes
 
@@ -154,13 +154,14 @@ def sparse_schur_memory(ctx: MemoryContext) -> None:
 
 
 def dense_schur_memory(ctx: MemoryContext) -> None:
-    """dense_schur: the shared Schur items and two dense copies of S; with the stacked elimination also the
-    stacked factors and one private Gram product per thread (the cell-pair accumulators it does not
-    allocate stay counted: an overestimate)."""
+    """dense_schur: the shared Schur items and two dense copies of S; with the stacked elimination also a
+    block of stacked factors and a private Gram product per thread (the cell-pair accumulators it does
+    not allocate stay counted: an overestimate)."""
     s = schur_items(ctx)
     ctx.add("dense matrices", 2 * s.n_r * s.n_r * F8)
     if stacked_elimination_pays(s.n_r, s.n_e, s.ke, s.n_pairs, s.kf):
-        ctx.add("schur: stacked factors", (s.n_e * s.ke * s.n_r + max(1, ctx.threads) * s.n_r * s.n_r) * F8)
+        block_rows = stack_block_points(s.n_r, s.ke) * s.ke
+        ctx.add("schur: stacked factors", max(1, ctx.threads) * (block_rows + s.n_r) * s.n_r * F8)
 
 
 def _one_eliminating_group(problem) -> bool:

@@ -306,10 +306,14 @@ def test_dense_schur_fills_the_same_s_as_sparse_schur(monkeypatch):
     assert dense.structure.pattern.row_indices is None  # no CSC pattern of S was built for dense_schur
 
 
+@pytest.mark.parametrize("block_bytes", [eliminate.STACK_BLOCK_BYTES, 1, 5000])
 @pytest.mark.parametrize("case", ["mixed", "ba", "colmap"])
-def test_stacked_elimination_forms_the_same_s_as_the_cell_pairs(monkeypatch, case):
-    """dense_schur's stacked elimination (one Gram product of all the points' factors) and its cell-pair
-    updates form the same S, right-hand side and step, to round-off; U is the same bit for bit."""
+def test_stacked_elimination_forms_the_same_s_as_the_cell_pairs(monkeypatch, case, block_bytes):
+    """dense_schur's stacked elimination (Gram products of the points' stacked factors, block by block)
+    and its cell-pair updates form the same S, right-hand side and step, to round-off; U is the same bit
+    for bit. Blocks of the default size, of one point each, and of a few points (chunks end in a
+    partial block) all accumulate every point."""
+    monkeypatch.setattr(eliminate, "STACK_BLOCK_BYTES", block_bytes)
     problem = {"mixed": mixed_problem, "ba": lambda: ba_problem(duplicates=5),
                "colmap": colmap_problem}[case]()
     lin = Linearised(problem)
@@ -331,10 +335,10 @@ def test_stacked_elimination_forms_the_same_s_as_the_cell_pairs(monkeypatch, cas
 
 def test_stacked_elimination_is_chosen_when_points_see_most_kept_blocks():
     """The flop rule: every point of the COLMAP-like problem sees every image (stacked); BA points that see
-    a few of many cameras stay with the cell pairs; a stack over the byte cap is never chosen."""
+    a few of many cameras stay with the cell pairs."""
     assert Linearised(colmap_problem()).solver("dense_schur").stacked
     assert not Linearised(ba_problem(n_cameras=30, n_points=200)).solver("dense_schur").stacked
-    assert not eliminate.stacked_elimination_pays(2000, 10**6, 3, 10**9, 9)  # 48 GB of stacked factors
+    assert not eliminate.stacked_elimination_pays(2000, 10**6, 3, 10**9, 9)  # Gram product: 25000x the flops
 
 
 def test_serial_and_parallel_chunk_reductions_give_the_same_s_bitwise(monkeypatch):
