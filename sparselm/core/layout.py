@@ -37,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sparselm.core.problem import Problem
+from sparselm.util.numerics import chunk_range, sum_in_order
 
 
 @dataclass
@@ -218,29 +219,38 @@ def accumulate_gradient_and_column_norms(use_ptr, use_instance, use_slot, slot_o
                 column_norms[c0 + c] += n2
 
 
-@numba.njit(parallel=True, cache=True)
 def model_decrease(block, slot_offset, block_col, block_size, jacobian, residuals, x):
     """-(J x)^T (r + J x / 2) summed over the instances: the decrease of the linear model
     1/2 |r + J x|^2 from x = 0 to x. Each (J x)_ir is formed where it is used, so nothing is stored
     per instance."""
+    return _model_decrease_in_chunks(block, slot_offset, block_col, block_size, jacobian, residuals, x, numba.get_num_threads())
+
+
+@numba.njit(parallel=True, cache=True)
+def _model_decrease_in_chunks(block, slot_offset, block_col, block_size, jacobian, residuals, x, n_chunks):
+    # one chunk per thread, summed in chunk order (see sparselm.util.numerics.chunk_range)
     n, m = residuals.shape
     n_slots = block.shape[1]
-    total = 0.0
-    for i in numba.prange(n):
-        part = 0.0
-        for r in range(m):
-            jx = 0.0
-            for j in range(n_slots):
-                b = block[i, j]
-                if b < 0:
-                    continue
-                c0 = block_col[b]
-                off = slot_offset[j]
-                for c in range(block_size[b]):
-                    jx += jacobian[i, r, off + c] * x[c0 + c]
-            part += jx * (residuals[i, r] + 0.5 * jx)
-        total -= part
-    return total
+    partial = np.zeros(n_chunks)
+    for ch in numba.prange(n_chunks):
+        start, stop = chunk_range(ch, n_chunks, n)
+        acc = 0.0
+        for i in range(start, stop):
+            part = 0.0
+            for r in range(m):
+                jx = 0.0
+                for j in range(n_slots):
+                    b = block[i, j]
+                    if b < 0:
+                        continue
+                    c0 = block_col[b]
+                    off = slot_offset[j]
+                    for c in range(block_size[b]):
+                        jx += jacobian[i, r, off + c] * x[c0 + c]
+                part += jx * (residuals[i, r] + 0.5 * jx)
+            acc -= part
+        partial[ch] = acc
+    return sum_in_order(partial)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from sparselm.util.numerics import PARALLEL_MIN_ENTRIES
+from sparselm.util.numerics import PARALLEL_MIN_ENTRIES, chunk_range, sum_in_order
 
 LOSS_IDS = {"linear": 0, "huber": 1, "soft_l1": 2, "cauchy": 3, "arctan": 4}
 
@@ -81,17 +81,26 @@ def loss_rho(loss_id, scale, s):
     return a2 * r0, r1, r2 / a2
 
 
-@numba.njit(parallel=True, cache=True)
 def robust_cost(loss_id, scale, residuals):
-    """1/2 sum_i rho(|r_i|^2)."""
+    """1/2 sum_i rho(|r_i|^2), as one partial sum per thread added in order."""
+    return _robust_cost_in_chunks(loss_id, scale, residuals, numba.get_num_threads())
+
+
+@numba.njit(parallel=True, cache=True)
+def _robust_cost_in_chunks(loss_id, scale, residuals, n_chunks):
+    # one chunk per thread, summed in chunk order (see sparselm.util.numerics.chunk_range)
     n, m = residuals.shape
-    total = 0.0
-    for i in numba.prange(n):
-        s = 0.0
-        for r in range(m):
-            s += residuals[i, r] * residuals[i, r]
-        total += 0.5 * loss_rho(loss_id, scale, s)[0]
-    return total
+    partial = np.zeros(n_chunks)
+    for ch in numba.prange(n_chunks):
+        start, stop = chunk_range(ch, n_chunks, n)
+        acc = 0.0
+        for i in range(start, stop):
+            s = 0.0
+            for r in range(m):
+                s += residuals[i, r] * residuals[i, r]
+            acc += 0.5 * loss_rho(loss_id, scale, s)[0]
+        partial[ch] = acc
+    return sum_in_order(partial)
 
 
 @numba.njit(cache=True)
@@ -127,35 +136,51 @@ def plain_cost(residuals) -> float:
     return 0.5 * _sum_of_squares_in_chunks(residuals, numba.get_num_threads())
 
 
-@numba.njit(parallel=True, cache=True)
 def robust_correct(loss_id, scale, residuals, jacobian):
     """Apply Triggs' correction (see :mod:`sparselm.core.evaluator`) to (n, m) residuals and (n, m, K)
-    Jacobians in place; returns the cost 1/2 sum rho(s_i)."""
-    n, m = residuals.shape
+    Jacobians in place; returns the cost 1/2 sum rho(s_i) (one partial sum per thread, added in order)."""
+    return _robust_correct_in_chunks(loss_id, scale, residuals, jacobian, numba.get_num_threads())
+
+
+@numba.njit(parallel=True, cache=True)
+def _robust_correct_in_chunks(loss_id, scale, residuals, jacobian, n_chunks):
+    # one chunk per thread, summed in chunk order (see sparselm.util.numerics.chunk_range)
+    n = residuals.shape[0]
+    partial = np.zeros(n_chunks)
+    for ch in numba.prange(n_chunks):
+        start, stop = chunk_range(ch, n_chunks, n)
+        acc = 0.0
+        for i in range(start, stop):
+            acc += _correct_instance(loss_id, scale, residuals, jacobian, i)
+        partial[ch] = acc
+    return sum_in_order(partial)
+
+
+@numba.njit(inline="always")
+def _correct_instance(loss_id, scale, residuals, jacobian, i):
+    """Triggs' correction of instance i in place; returns its 1/2 rho(s_i)."""
+    m = residuals.shape[1]
     width = jacobian.shape[2]
-    total = 0.0
-    for i in numba.prange(n):
-        s = 0.0
+    s = 0.0
+    for r in range(m):
+        s += residuals[i, r] * residuals[i, r]
+    rho, rho1, rho2 = loss_rho(loss_id, scale, s)
+    rho1 = max(rho1, 1e-300)
+    sqrt_rho1 = math.sqrt(rho1)
+    if s == 0.0 or rho2 <= 0.0:
+        res_scale = sqrt_rho1
+        alpha_s = 0.0
+    else:
+        # rho'' > 0: curvature correction; D > 1 so alpha < 0 and 1 - alpha > 1.
+        alpha = 1.0 - math.sqrt(1.0 + 2.0 * s * rho2 / rho1)
+        res_scale = sqrt_rho1 / (1.0 - alpha)
+        alpha_s = alpha / s
+    for c in range(width):
+        rj = 0.0
         for r in range(m):
-            s += residuals[i, r] * residuals[i, r]
-        rho, rho1, rho2 = loss_rho(loss_id, scale, s)
-        total += 0.5 * rho
-        rho1 = max(rho1, 1e-300)
-        sqrt_rho1 = math.sqrt(rho1)
-        if s == 0.0 or rho2 <= 0.0:
-            res_scale = sqrt_rho1
-            alpha_s = 0.0
-        else:
-            # rho'' > 0: curvature correction; D > 1 so alpha < 0 and 1 - alpha > 1.
-            alpha = 1.0 - math.sqrt(1.0 + 2.0 * s * rho2 / rho1)
-            res_scale = sqrt_rho1 / (1.0 - alpha)
-            alpha_s = alpha / s
-        for c in range(width):
-            rj = 0.0
-            for r in range(m):
-                rj += residuals[i, r] * jacobian[i, r, c]
-            for r in range(m):
-                jacobian[i, r, c] = sqrt_rho1 * (jacobian[i, r, c] - alpha_s * residuals[i, r] * rj)
+            rj += residuals[i, r] * jacobian[i, r, c]
         for r in range(m):
-            residuals[i, r] *= res_scale
-    return total
+            jacobian[i, r, c] = sqrt_rho1 * (jacobian[i, r, c] - alpha_s * residuals[i, r] * rj)
+    for r in range(m):
+        residuals[i, r] *= res_scale
+    return 0.5 * rho

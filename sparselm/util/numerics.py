@@ -54,6 +54,25 @@ def all_finite(values: np.ndarray) -> bool:
     return _count_non_finite_in_chunks(flat, numba.get_num_threads()) == 0
 
 
+@numba.njit(inline="always")
+def chunk_range(ch, n_chunks, n):
+    """Indices [start, stop) of chunk ``ch`` when 0..n-1 is cut into ``n_chunks`` contiguous chunks.
+
+    Parallel sums cut their range this way, one chunk per prange iteration, and add the chunks'
+    partial sums in chunk order afterwards: a float sum across a ``prange`` itself would depend on
+    which thread ran which iterations (TBB assigns them dynamically)."""
+    return ch * n // n_chunks, (ch + 1) * n // n_chunks
+
+
+@numba.njit(inline="always")
+def sum_in_order(partial):
+    """partial[0] + partial[1] + ..., left to right."""
+    total = 0.0
+    for ch in range(partial.shape[0]):
+        total += partial[ch]
+    return total
+
+
 @numba.njit(cache=True)
 def _count_non_finite(flat, start, stop):
     count = 0

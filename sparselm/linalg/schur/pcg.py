@@ -15,6 +15,8 @@ from typing import Optional
 import numba
 import numpy as np
 
+from sparselm.util.numerics import chunk_range, sum_in_order
+
 # ---------------------------------------------------------------------------------------------
 # Small dense helpers.
 
@@ -247,56 +249,85 @@ def gather_values(src, values, diag_slot, diagonal, out):
 # ---------------------------------------------------------------------------------------------
 # Per CG iteration.
 
-@numba.njit(parallel=True, cache=True)
 def csr_matvec_dot(indptr, indices, data, x, y_priv, col_block, col_within, y):
     """y = A x - sum_ch y_priv[ch, block(i), within(i)] (A full CSR; y_priv may have 0 chunks); returns x . y."""
-    n_chunks = y_priv.shape[0]
-    total = 0.0
-    for i in numba.prange(y.shape[0]):
-        s = 0.0
-        for k in range(indptr[i], indptr[i + 1]):
-            s += data[k] * x[indices[k]]
-        if n_chunks:
-            f = col_block[i]
-            r = col_within[i]
-            for ch in range(n_chunks):
-                s -= y_priv[ch, f, r]
-        y[i] = s
-        total += x[i] * s
-    return total
+    return _csr_matvec_dot_in_chunks(indptr, indices, data, x, y_priv, col_block, col_within, y, numba.get_num_threads())
 
 
 @numba.njit(parallel=True, cache=True)
+def _csr_matvec_dot_in_chunks(indptr, indices, data, x, y_priv, col_block, col_within, y, n_parts):
+    # one chunk per thread, summed in chunk order (see sparselm.util.numerics.chunk_range)
+    n_chunks = y_priv.shape[0]
+    partial = np.zeros(n_parts)
+    for part in numba.prange(n_parts):
+        start, stop = chunk_range(part, n_parts, y.shape[0])
+        acc = 0.0
+        for i in range(start, stop):
+            s = 0.0
+            for k in range(indptr[i], indptr[i + 1]):
+                s += data[k] * x[indices[k]]
+            if n_chunks:
+                f = col_block[i]
+                r = col_within[i]
+                for ch in range(n_chunks):
+                    s -= y_priv[ch, f, r]
+            y[i] = s
+            acc += x[i] * s
+        partial[part] = acc
+    return sum_in_order(partial)
+
+
 def cg_update(alpha, p, q, b, x, r):
     """x += alpha p, r -= alpha q; returns (r . r, Q(x)) with Q(x) = x^T S x - 2 b^T x = -x . (b + r)."""
-    rr = 0.0
-    quad = 0.0
-    for i in numba.prange(x.shape[0]):
-        xi = x[i] + alpha * p[i]
-        x[i] = xi
-        ri = r[i] - alpha * q[i]
-        r[i] = ri
-        rr += ri * ri
-        quad -= xi * (b[i] + ri)
-    return rr, quad
+    return _cg_update_in_chunks(alpha, p, q, b, x, r, numba.get_num_threads())
 
 
 @numba.njit(parallel=True, cache=True)
+def _cg_update_in_chunks(alpha, p, q, b, x, r, n_parts):
+    # one chunk per thread, summed in chunk order (see sparselm.util.numerics.chunk_range)
+    partial_rr = np.zeros(n_parts)
+    partial_quad = np.zeros(n_parts)
+    for part in numba.prange(n_parts):
+        start, stop = chunk_range(part, n_parts, x.shape[0])
+        rr = 0.0
+        quad = 0.0
+        for i in range(start, stop):
+            xi = x[i] + alpha * p[i]
+            x[i] = xi
+            ri = r[i] - alpha * q[i]
+            r[i] = ri
+            rr += ri * ri
+            quad -= xi * (b[i] + ri)
+        partial_rr[part] = rr
+        partial_quad[part] = quad
+    return sum_in_order(partial_rr), sum_in_order(partial_quad)
+
+
 def apply_block_inverse(f_col, f_size, p_inv, r, z):
     """z_i = P_i^-1 r_i per f-block; returns r . z."""
-    total = 0.0
-    for f in numba.prange(f_col.shape[0]):
-        c0 = f_col[f]
-        k = f_size[f]
-        acc = 0.0
-        for a in range(k):
-            s = 0.0
-            for b in range(k):
-                s += p_inv[f, a, b] * r[c0 + b]
-            z[c0 + a] = s
-            acc += r[c0 + a] * s
-        total += acc
-    return total
+    return _apply_block_inverse_in_chunks(f_col, f_size, p_inv, r, z, numba.get_num_threads())
+
+
+@numba.njit(parallel=True, cache=True)
+def _apply_block_inverse_in_chunks(f_col, f_size, p_inv, r, z, n_parts):
+    # one chunk per thread, summed in chunk order (see sparselm.util.numerics.chunk_range)
+    partial = np.zeros(n_parts)
+    for part in numba.prange(n_parts):
+        start, stop = chunk_range(part, n_parts, f_col.shape[0])
+        total = 0.0
+        for f in range(start, stop):
+            c0 = f_col[f]
+            k = f_size[f]
+            acc = 0.0
+            for a in range(k):
+                s = 0.0
+                for b in range(k):
+                    s += p_inv[f, a, b] * r[c0 + b]
+                z[c0 + a] = s
+                acc += r[c0 + a] * s
+            total += acc
+        partial[part] = total
+    return sum_in_order(partial)
 
 
 @numba.njit(parallel=True, cache=True)
