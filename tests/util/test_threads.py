@@ -1,7 +1,9 @@
 """Concurrent solves (sparselm.util.threads.one_solve_at_a_time): solves started from several Python
-threads never abort the process (numba's workqueue layer would, "Concurrent access has been
-detected"); they wait for each other and each gives bitwise the result of the same solve run alone in
-the same process. Solves in worker processes (fork and spawn, ProcessPoolExecutor and
+threads never abort the process (numba's workqueue layer, the fallback where TBB does not load, would:
+"Concurrent access has been detected"); they wait for each other and each gives bitwise the result of
+the same solve run alone in the same process. The parallel kernels run on TBB (a dependency), which
+hands out loop iterations dynamically: these bitwise comparisons are what shows that no sum depends
+on which thread ran what. Solves in worker processes (fork and spawn, ProcessPoolExecutor and
 multiprocessing.Pool) give bitwise the same results too, also when the fork happens while another
 thread is in the middle of a solve (holding the lock).
 
@@ -11,6 +13,9 @@ and thread count on one machine), not an accident of round-off.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -182,3 +187,22 @@ def test_the_openblas_setters_are_kept_with_the_blas_scan(monkeypatch):
 
     monkeypatch.setattr(threads.ctypes, "CDLL", no_reopening)
     assert threads.limit_blas_threads(1) == first
+
+
+def test_parallel_kernels_run_on_tbb(bal_path, sequential):
+    """TBB's runtime, from the tbb wheel, is found and numba's parallel regions run on it."""
+    import numba
+
+    assert numba.threading_layer() == "tbb"
+
+
+def test_a_threading_layer_chosen_by_the_user_is_kept():
+    """NUMBA_THREADING_LAYER set before sparselm is imported wins over sparselm's default."""
+    code = ("import sparselm, numba\n"
+            "sparselm.solve(sparselm.bal.build_problem(sparselm.bal.synthetic_problem(4, 50, seed=1).initial),"
+            " max_iterations=1)\n"
+            "print(numba.threading_layer())")
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "workqueue"
