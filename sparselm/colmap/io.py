@@ -29,12 +29,23 @@ _PARTS = ("cameras", "images", "points3D")
 _RIG_PARTS = ("rigs", "frames")
 
 
+def _file_names(folder: Path) -> set:
+    """Names of the regular files (or links to them) in ``folder``, from one directory scan (a model is
+    read in a few milliseconds, and a system call per file it may hold was a tenth of that)."""
+    with os.scandir(folder) as entries:
+        return {e.name for e in entries if e.is_file()}
+
+
 def model_format(folder: PathLike) -> str:
     """``"bin"`` or ``"txt"``: the form :func:`read_model` reads from ``folder``; ColmapFormatError when
     the folder holds neither a complete binary nor a complete text model."""
-    folder = Path(folder)
+    return _format_of(Path(folder), _file_names(Path(folder)))
+
+
+def _format_of(folder: Path, names: set) -> str:
+    """:func:`model_format` of ``folder``, whose file names are ``names``."""
     for ext in ("bin", "txt"):
-        present = [p for p in _PARTS if (folder / f"{p}.{ext}").is_file()]
+        present = [p for p in _PARTS if f"{p}.{ext}" in names]
         if present and ext == "bin" or len(present) == len(_PARTS):
             missing = [f"{p}.{ext}" for p in _PARTS if p not in present]
             if missing:
@@ -56,17 +67,20 @@ def read_model(folder: PathLike) -> ColmapModel:
     file, the record (binary) or line (text) and the reason for anything malformed.
     """
     folder = Path(folder)
-    if not folder.exists():
-        raise FileNotFoundError(f"{folder}: no such folder")
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is not a folder")
-    ext = model_format(folder)
+    try:
+        names = _file_names(folder)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{folder}: no such folder") from None
+    except NotADirectoryError:
+        raise NotADirectoryError(f"{folder} is not a folder") from None
+    ext = _format_of(folder, names)
     files = {p: folder / f"{p}.{ext}" for p in _PARTS + _RIG_PARTS}
     if ext == "bin":
         readers = (io_binary.read_cameras_binary, io_binary.read_images_binary, io_binary.read_points3D_binary)
         fields = {}
         for part, reader in zip(_PARTS, readers):
-            fields.update(reader(files[part].read_bytes(), files[part]))
+            with open(files[part], "rb") as fh:
+                fields.update(reader(fh.read(), files[part]))
     else:
         readers = (io_text.read_cameras_text, io_text.read_images_text, io_text.read_points3D_text)
         fields = {}
@@ -74,7 +88,7 @@ def read_model(folder: PathLike) -> ColmapModel:
             fields.update(reader(_read_text(files[part]), files[part]))
     model = ColmapModel(**fields, source=str(folder))
     validate(model, files)
-    model.rigs = _read_rigs(model, files, ext)
+    model.rigs = _read_rigs(model, files, ext, names)
     return model
 
 
@@ -85,9 +99,9 @@ def _read_text(path: Path) -> str:
         raise ColmapFormatError(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _read_rigs(model: ColmapModel, files, ext: str):
-    """The trivial rigs of the model, None when it has no rigs/frames files."""
-    present = [p for p in _RIG_PARTS if files[p].is_file()]
+def _read_rigs(model: ColmapModel, files, ext: str, names: set):
+    """The trivial rigs of the model, None when it has no rigs/frames files (``names``: the folder's files)."""
+    present = [p for p in _RIG_PARTS if files[p].name in names]
     if not present:
         return None
     if len(present) == 1:

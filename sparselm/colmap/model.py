@@ -22,7 +22,6 @@ from typing import List, Optional
 import numpy as np
 
 from sparselm.colmap.camera_models import CAMERA_MODELS
-from sparselm.util.numerics import unit_rows
 
 __all__ = ["ColmapFormatError", "ColmapModel", "TrivialRigs", "INVALID_POINT3D_ID"]
 
@@ -187,6 +186,9 @@ def _first(mask: np.ndarray) -> int:
 def _check_unique(ids, path, kind):
     if len(ids) < 2 or (ids[1:] > ids[:-1]).all():  # increasing, as COLMAP writes them: unique
         return
+    if ids.min() >= 0 and ids.max() <= DIRECT_LOOKUP_SPAN * len(ids):  # small ids: a count, no sort
+        if np.bincount(ids).max() < 2:
+            return
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1][0]
@@ -221,7 +223,7 @@ def validate(model: ColmapModel, files) -> None:
                                 f"refers to camera {model.image_camera_ids[i]}, which is not in {cam_f}")
     _check_finite(model.image_qvecs, img_f, "image", model.image_ids, "quaternion")
     _check_finite(model.image_tvecs, img_f, "image", model.image_ids, "translation")
-    zero_q = unit_rows(model.image_qvecs)[1] == 0 if model.n_images else np.zeros(0, bool)
+    zero_q = ~model.image_qvecs.any(axis=1)
     if zero_q.any():
         i = _first(zero_q)
         raise ColmapFormatError(img_f, f"image {model.image_ids[i]} (record {i})", "zero quaternion")

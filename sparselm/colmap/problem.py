@@ -211,7 +211,8 @@ def _add_joint_cameras(problem, model, options, used_images, all_poses, cols):
         name = CAMERA_MODELS[int(model_id)].name
         images = used_images[model_of_image[used_images] == model_id]
         params = np.stack([model.camera_params_of(r) for r in camera_row[images]])
-        free = np.setdiff1d(np.arange(params.shape[1]), _constant_coordinates(int(model_id), options))
+        fixed = set(_constant_coordinates(int(model_id), options))
+        free = np.array([k for k in range(params.shape[1]) if k not in fixed], dtype=np.int64)
         problem.add_parameter_group(f"cameras_{name}", np.hstack([all_poses[images], params[:, free]]),
                                     manifold=quaternion_and_vector(3 + len(free)))
         block = np.full(model.n_images, -1)

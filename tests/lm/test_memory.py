@@ -243,7 +243,18 @@ def test_the_estimate_itself_is_cheap():
 
 # -- wiring into solve (the lead adds the snippet to solver.py) --------------------------------------------
 
+def test_small_estimates_do_not_read_the_system(monkeypatch):
+    def unreadable():
+        raise AssertionError("the system's figures were read")
+
+    monkeypatch.setattr(memory, "available_memory", unreadable)
+    assert check_memory(MemoryEstimate("dense", {"jacobian": memory.CHECK_MIN_BYTES - 1})) is None
+    with pytest.raises(AssertionError, match="were read"):
+        check_memory(MemoryEstimate("dense", {"jacobian": memory.CHECK_MIN_BYTES}))
+
+
 def test_solve_refuses_before_allocating(monkeypatch):
+    monkeypatch.setattr(memory, "CHECK_MIN_BYTES", 0)  # the problem is small: check it all the same
     monkeypatch.setattr(memory, "available_memory", lambda: (2**20, "MemAvailable in /proc/meminfo"))
     p = ba_problem(8, 300)
     before = p.parameter_groups["points"].values.copy()
