@@ -282,7 +282,8 @@ def _subtract_grams(gram_priv, u_values, s_values):
 
 
 #: below this many scalar additions (S's lower blocks x kf^2 x chunks) the chunks are summed serially:
-#: less than waking numba's worker threads (0.1-0.2 ms per parallel region on a 2-core virtual machine)
+#: less than waking numba's worker threads (0.1-0.2 ms per parallel region on numba's workqueue layer, on a
+#: 2-core virtual machine, when this was measured; ~0.02 ms on TBB, not measured again)
 PARALLEL_REDUCE_MIN_ADDS = 1 << 18
 
 
