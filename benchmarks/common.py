@@ -50,8 +50,8 @@ if str(BENCH_DIR) not in sys.path:
 
 # One thread policy for every process of a benchmark (sparselm, scipy and Ceres workers alike), set
 # before numpy or any BLAS loads: single-threaded BLAS, numba's TBB layer (workqueue where TBB's runtime
-# does not load; sparselm's own defaults, see sparselm.util.threads). The variables are inherited by the worker processes; a value
-# already in the environment is kept.
+# does not load; sparselm's own defaults, see sparselm.util.threads). The variables are inherited by the
+# worker processes; a value already in the environment is kept.
 _t_import = time.perf_counter()
 from sparselm.util.threads import DEFAULTS as _THREAD_DEFAULTS  # noqa: E402  (sparselm sets the env before numpy)
 

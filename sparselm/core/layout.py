@@ -223,7 +223,8 @@ def model_decrease(block, slot_offset, block_col, block_size, jacobian, residual
     """-(J x)^T (r + J x / 2) summed over the instances: the decrease of the linear model
     1/2 |r + J x|^2 from x = 0 to x. Each (J x)_ir is formed where it is used, so nothing is stored
     per instance."""
-    return _model_decrease_in_chunks(block, slot_offset, block_col, block_size, jacobian, residuals, x, numba.get_num_threads())
+    return _model_decrease_in_chunks(block, slot_offset, block_col, block_size, jacobian, residuals, x,
+                                     numba.get_num_threads())
 
 
 @numba.njit(parallel=True, cache=True)

@@ -251,7 +251,8 @@ def gather_values(src, values, diag_slot, diagonal, out):
 
 def csr_matvec_dot(indptr, indices, data, x, y_priv, col_block, col_within, y):
     """y = A x - sum_ch y_priv[ch, block(i), within(i)] (A full CSR; y_priv may have 0 chunks); returns x . y."""
-    return _csr_matvec_dot_in_chunks(indptr, indices, data, x, y_priv, col_block, col_within, y, numba.get_num_threads())
+    return _csr_matvec_dot_in_chunks(indptr, indices, data, x, y_priv, col_block, col_within, y,
+                                     numba.get_num_threads())
 
 
 @numba.njit(parallel=True, cache=True)
